@@ -1,0 +1,5 @@
+import sys
+
+from optscale.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of ``optscale``: one module each (see :mod:`optscale.cli`)."""

