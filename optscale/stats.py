@@ -50,7 +50,7 @@ _SQRT1_2 = math.sqrt(0.5)
 
 
 def validate_score(x: float) -> float:
-    """Return ``x`` as a float if it is a finite score in [0, 1]; else :class:`InvalidScoreError`."""
+    """Return ``x`` as a float if it is a finite score in [0, 1], else raise InvalidScoreError."""
     try:
         v = float(x)
     except (TypeError, ValueError):
