@@ -16,7 +16,9 @@ from optscale.types import GeneratedSample, SamplingParams, ScoredSample
 
 @dataclass(frozen=True, slots=True)
 class GenerateRequest:
-    """Ask for ``k`` samples of one question; sample ids are ``f"{question_id}/{first_index+i}"``."""
+    """Ask for ``k`` samples of one question.
+
+    Sample ids are ``f"{question_id}/{first_index + i}"``."""
 
     question_id: str
     prompt: str
@@ -42,7 +44,9 @@ class GeneratorClient(Protocol):
 
 
 class VerifierClient(Protocol):
-    async def score(self, prompt: str, samples: Sequence[GeneratedSample]) -> list[ScoredSample]: ...
+    async def score(
+        self, prompt: str, samples: Sequence[GeneratedSample]
+    ) -> list[ScoredSample]: ...
 
 
 class PredictorClient(Protocol):

@@ -1,0 +1,374 @@
+"""Stopping policies: pure, streaming state machines behind one interface.
+
+A solver (the controller, the embedded solver, replay) keeps one immutable
+:class:`QuestionState` per question and, after every event, asks the policy for a
+:class:`Decision`::
+
+    state = QuestionState()
+    decision = policy.decide(state)
+    while not decision.stop:
+        # keep decision.target samples alive (scored + in flight): dispatch the difference
+        ...
+        state = state.observe(Observation(sample_id, answer, score, tokens))
+        decision = policy.decide(state)
+    answer = decision.chosen
+
+``decide`` is a function of the state alone, so a controller that resumes a question from
+Redis gets the same decision as the one that died. Policies:
+
+========== ==========================================================================
+bon        best-of-N: N_max samples, the highest score wins
+sc         self-consistency: N_max samples, majority vote
+wsc        PRM-weighted vote: N_max samples, the answer with the largest score sum wins
+optscale0  OptScale^0: initial batch ceil(N_max/3), then bounded MLE and N* after every score
+optscalet  OptScale^t: MAP around a predicted prior; N* from the prior before any score
+esc        early-stopping self-consistency: windows of ``window`` samples, stop when one
+           window agrees unanimously (Li et al., 2024)
+asc        adaptive-consistency: one sample at a time, stop when
+           P(p_top > p_second | Beta(v1 + 1, v2 + 1)) > ``threshold`` (Aggarwal et al., 2023)
+oracle     offline only: stop at the first sample whose answer is ``target_answer``
+========== ==========================================================================
+
+Answers vote by :func:`optscale.grading.normalize_answer`; samples without an answer do not
+vote. Ties: the earliest sample (best score), the answer whose best sample scores higher
+(votes). Failed samples do not count; after ``N_max`` failures every policy stops.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Protocol
+
+from optscale.errors import InvalidArgumentError
+from optscale.grading import normalize_answer
+from optscale.stats import (
+    Bounds,
+    Fit,
+    GaussianPrior,
+    SuffStats,
+    fit_map,
+    fit_mle,
+    n_star,
+    validate_alpha,
+    validate_s_min,
+)
+
+__all__ = [
+    "POLICY_NAMES",
+    "Chosen",
+    "Decision",
+    "Observation",
+    "Policy",
+    "QuestionState",
+    "make_policy",
+]
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One scored sample."""
+
+    sample_id: str
+    answer: str | None
+    score: float
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Chosen:
+    """The sample a policy answers with."""
+
+    sample_id: str
+    answer: str | None
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Vote:
+    count: int
+    score_sum: float
+    best: Chosen
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionState:
+    """Everything a policy may look at, for one question. Immutable; O(#answers) per update.
+
+    ``n_dispatched`` counts samples asked for, ``n_failed`` those that failed without a
+    score; scored samples are ``stats.n``. Observing a sample id twice is a no-op.
+    """
+
+    n_dispatched: int = 0
+    n_failed: int = 0
+    tokens: int = 0
+    stats: SuffStats = SuffStats()  # noqa: RUF009 (immutable)
+    best: Chosen | None = None
+    votes: Mapping[str, _Vote] = field(default_factory=lambda: MappingProxyType({}))
+    answers: tuple[str | None, ...] = ()  # normalized answers in arrival order
+    seen: frozenset[str] = frozenset()
+
+    @property
+    def n_scored(self) -> int:
+        return self.stats.n
+
+    @property
+    def n_live(self) -> int:
+        """Samples that count towards a target: scored plus in flight."""
+        return self.n_dispatched - self.n_failed
+
+    @property
+    def n_inflight(self) -> int:
+        return max(0, self.n_dispatched - self.n_failed - self.n_scored)
+
+    def dispatched(self, k: int) -> QuestionState:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise InvalidArgumentError("k", k, "must be an integer >= 0")
+        return replace(self, n_dispatched=self.n_dispatched + k)
+
+    def failed(self, k: int = 1) -> QuestionState:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise InvalidArgumentError("k", k, "must be an integer >= 0")
+        n_failed = self.n_failed + k
+        return replace(
+            self, n_failed=n_failed, n_dispatched=max(self.n_dispatched, n_failed + self.n_scored)
+        )
+
+    def observe(self, obs: Observation) -> QuestionState:
+        if obs.sample_id in self.seen:
+            return self
+        if isinstance(obs.tokens, bool) or not isinstance(obs.tokens, int) or obs.tokens < 0:
+            raise InvalidArgumentError("tokens", obs.tokens, "must be an integer >= 0")
+        stats = self.stats.add(obs.score)  # validates the score
+        me = Chosen(obs.sample_id, obs.answer, float(obs.score))
+        best = self.best if self.best is not None and self.best.score >= me.score else me
+        key = normalize_answer(obs.answer) if obs.answer is not None else None
+        votes = self.votes
+        if key:
+            old = votes.get(key)
+            vote = (
+                _Vote(1, me.score, me)
+                if old is None
+                else _Vote(
+                    old.count + 1,
+                    old.score_sum + me.score,
+                    old.best if old.best.score >= me.score else me,
+                )
+            )
+            votes = MappingProxyType({**votes, key: vote})
+        return replace(
+            self,
+            n_dispatched=max(self.n_dispatched, stats.n + self.n_failed),
+            tokens=self.tokens + obs.tokens,
+            stats=stats,
+            best=best,
+            votes=votes,
+            answers=(*self.answers, key or None),
+            seen=self.seen | {obs.sample_id},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Stop (answer ``chosen``) or keep ``target`` samples alive (scored + in flight)."""
+
+    stop: bool
+    target: int
+    chosen: Chosen | None
+    reason: str
+    n_star: int | None = None
+    fit: Fit | None = None
+
+
+class Policy(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def n_max(self) -> int: ...
+
+    def decide(self, state: QuestionState) -> Decision: ...
+
+
+# --------------------------------------------------------------------------- choosing
+
+
+def choose_best(state: QuestionState) -> Chosen | None:
+    return state.best
+
+
+def _top_votes(state: QuestionState, weighted: bool) -> list[_Vote]:
+    def key(v: _Vote) -> tuple[float, float]:
+        return (v.score_sum if weighted else v.count, v.best.score)
+
+    return sorted(state.votes.values(), key=key, reverse=True)
+
+
+def choose_majority(state: QuestionState) -> Chosen | None:
+    top = _top_votes(state, weighted=False)
+    return top[0].best if top else state.best
+
+
+def choose_weighted(state: QuestionState) -> Chosen | None:
+    top = _top_votes(state, weighted=True)
+    return top[0].best if top else state.best
+
+
+# --------------------------------------------------------------------------- policies
+
+
+@dataclass(frozen=True, slots=True)
+class _Base:
+    name: str
+    n_max: int
+    choose: Callable[[QuestionState], Chosen | None]
+
+    def decide(self, state: QuestionState) -> Decision:
+        if state.n_failed >= self.n_max:
+            return self._stop(state, "failures")
+        if state.n_scored >= self.n_max:
+            return self._stop(state, "n_max")
+        return self.step(state)
+
+    def step(self, state: QuestionState) -> Decision:
+        return Decision(False, self.n_max, None, "sampling")
+
+    def _stop(self, state: QuestionState, reason: str, **kw: object) -> Decision:
+        return Decision(True, state.n_scored, self.choose(state), reason, **kw)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class FixedN(_Base):
+    """bon / sc / wsc: always N_max samples."""
+
+
+@dataclass(frozen=True, slots=True)
+class OptScale(_Base):
+    """OptScale^0 (``prior is None``: MLE after an initial batch) or OptScale^t (MAP)."""
+
+    alpha: float = 0.9
+    s_min: float = 0.95
+    bounds: Bounds = Bounds()  # noqa: RUF009 (immutable)
+    prior: GaussianPrior | None = None
+    initial: int = 1
+
+    def step(self, state: QuestionState) -> Decision:
+        n = state.n_scored
+        if self.prior is None and n < self.initial:
+            return Decision(False, self.initial, None, "initial batch")
+        if self.prior is not None and n == 0:
+            fit = Fit(self.prior.mu_bar, self.prior.sigma_bar, 0.0, 0, True)
+            mu, sigma = self.bounds.clip(fit.mu, fit.sigma)
+            fit = Fit(mu, sigma, 0.0, 0, True)
+        elif self.prior is not None:
+            fit = fit_map(state.stats, self.prior, self.bounds)
+        else:
+            fit = fit_mle(state.stats, self.bounds)
+        ns = n_star(self.alpha, self.s_min, fit.mu, fit.sigma, self.n_max)
+        if n >= ns:
+            return self._stop(state, "bound", n_star=ns, fit=fit)
+        return Decision(False, ns, None, "bound not met", n_star=ns, fit=fit)
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyStoppingSC(_Base):
+    window: int = 5
+
+    def step(self, state: QuestionState) -> Decision:
+        n = state.n_scored
+        if n and n % self.window == 0:
+            last = state.answers[-self.window :]
+            if last[0] is not None and all(a == last[0] for a in last):
+                return self._stop(state, "window agrees")
+        target = min(self.n_max, (n // self.window + 1) * self.window)
+        return Decision(False, target, None, "window")
+
+
+def beta_prob_greater(v1: int, v2: int) -> float:
+    """P(p1 > p2) for (p1, p2) ~ Dirichlet(v1 + 1, v2 + 1) restricted to the two leaders, i.e.
+    P(X > 1/2) for X ~ Beta(v1 + 1, v2 + 1): exactly P(Binomial(v1 + v2 + 1, 1/2) <= v1)."""
+    n = v1 + v2 + 1
+    return math.fsum(math.comb(n, j) for j in range(v1 + 1)) / 2.0**n
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveConsistency(_Base):
+    threshold: float = 0.95
+    batch: int = 1
+
+    def step(self, state: QuestionState) -> Decision:
+        top = _top_votes(state, weighted=False)
+        if top:
+            v1 = top[0].count
+            v2 = top[1].count if len(top) > 1 else 0
+            if beta_prob_greater(v1, v2) > self.threshold:
+                return self._stop(state, "beta stop")
+        return Decision(False, min(self.n_max, state.n_scored + self.batch), None, "sampling")
+
+
+@dataclass(frozen=True, slots=True)
+class Oracle(_Base):
+    target_answer: str | None = None
+
+    def step(self, state: QuestionState) -> Decision:
+        key = normalize_answer(self.target_answer) if self.target_answer is not None else None
+        if key and state.answers and state.answers[-1] == key:
+            return Decision(True, state.n_scored, state.votes[key].best, "oracle")
+        return Decision(False, min(self.n_max, state.n_scored + 1), None, "oracle search")
+
+
+# --------------------------------------------------------------------------- factory
+
+POLICY_NAMES = ("bon", "sc", "wsc", "optscale0", "optscalet", "esc", "asc", "oracle")
+
+
+def _int_at_least(name: str, v: object, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise InvalidArgumentError(name, v, f"must be an integer >= {lo}")
+    return v
+
+
+def make_policy(
+    name: str,
+    *,
+    n_max: int,
+    alpha: float = 0.9,
+    s_min: float = 0.95,
+    bounds: Bounds | None = None,
+    prior: GaussianPrior | None = None,
+    initial: int | None = None,
+    window: int = 5,
+    threshold: float = 0.95,
+    batch: int = 1,
+    target_answer: str | None = None,
+) -> Policy:
+    """Build a policy by name. Options that do not apply to ``name`` are ignored."""
+    n_max = _int_at_least("n_max", n_max, 1)
+    if name in ("bon", "sc", "wsc"):
+        choose = {"bon": choose_best, "sc": choose_majority, "wsc": choose_weighted}[name]
+        return FixedN(name, n_max, choose)
+    if name in ("optscale0", "optscalet"):
+        if name == "optscalet" and prior is None:
+            raise InvalidArgumentError("prior", None, "optscalet needs a prior (mu_bar, sigma_bar)")
+        init = math.ceil(n_max / 3) if initial is None else _int_at_least("initial", initial, 1)
+        return OptScale(
+            name,
+            n_max,
+            choose_best,
+            alpha=validate_alpha(alpha),
+            s_min=validate_s_min(s_min),
+            bounds=bounds or Bounds(),
+            prior=prior if name == "optscalet" else None,
+            initial=min(init, n_max),
+        )
+    if name == "esc":
+        return EarlyStoppingSC(name, n_max, choose_majority, _int_at_least("window", window, 1))
+    if name == "asc":
+        if not (math.isfinite(threshold) and 0.5 <= threshold < 1.0):
+            raise InvalidArgumentError("threshold", threshold, "must be in [0.5, 1)")
+        return AdaptiveConsistency(
+            name, n_max, choose_majority, threshold, _int_at_least("batch", batch, 1)
+        )
+    if name == "oracle":
+        return Oracle(name, n_max, choose_best, target_answer)
+    raise InvalidArgumentError("policy", name, f"must be one of {', '.join(POLICY_NAMES)}")
