@@ -1,12 +1,16 @@
-# make setup | solve | test | check | proto
+# make setup | run | test | check | lint | typecheck
 PY := .venv/bin/python
-.PHONY: setup solve test check lint typecheck proto
+SAMPLES := ../shared/datasets/samples/qwen25math_rm8_math100.jsonl
+.PHONY: setup run test check lint typecheck
 
 setup:
 	bash scripts/setup.sh
 
-solve: setup
-	$(PY) -m optscale solve --dataset gsm8k --limit 20 --out runs/solve-gsm8k.jsonl
+# The main job on the embedded default (CPU, no servers): replay every stopping policy on the
+# shared scored-sample file and print the Table-1 layout. (Becomes the embedded solve once the
+# generator/verifier backends land.)
+run: setup
+	$(PY) -m optscale replay $(SAMPLES) --orders 100 --json runs/replay-samples.json
 
 test: setup
 	$(PY) -m pytest -q
@@ -15,9 +19,6 @@ lint: setup
 	.venv/bin/ruff check .
 
 typecheck: setup
-	.venv/bin/mypy optscale services
+	.venv/bin/mypy optscale services benchmarks
 
 check: lint typecheck test
-
-proto: setup
-	$(PY) -m optscale.protogen

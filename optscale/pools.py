@@ -346,7 +346,8 @@ def read_reference(
     for i, (where, obj) in enumerate(items):
         if not isinstance(obj, dict):
             raise DataError(where, "each record must be a JSON object")
-        body = obj.get("score") if isinstance(obj.get("score"), dict) else obj
+        inner = obj.get("score")
+        body: dict[str, Any] = inner if isinstance(inner, dict) else obj
         comps = _unwrap(_req(body, "completions", where), where, "completions")
         scores = _unwrap(_req(body, score_field, where), where, score_field)
         toks = _unwrap(_req(body, "completion_tokens", where), where, "completion_tokens")

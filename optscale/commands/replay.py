@@ -1,0 +1,120 @@
+"""``optscale replay POOL...``: re-run stopping policies offline on recorded pools."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "replay"
+HELP = "re-run stopping policies offline on recorded pools; print the paper's Table-1 layout"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pools", nargs="+", metavar="POOL", help="pool files (.jsonl[.gz]/.json)")
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "ours", "reference", "samples"],
+        help="pool format (default: detect)",
+    )
+    parser.add_argument(
+        "--prompts", help="reference format: prompts file with the answers, by position"
+    )
+    parser.add_argument(
+        "--score-field",
+        default="scores",
+        choices=["scores", "last_scores"],
+        help="reference format: which score to use (default: scores = mean step reward)",
+    )
+    parser.add_argument(
+        "--policies",
+        default="bon,sc,wsc,esc,asc,optscale0,optscalet,oracle",
+        help="comma-separated policy names",
+    )
+    parser.add_argument(
+        "--n-max",
+        default="1,2,4,8,16,32,64",
+        help="comma-separated N_max values (kept up to the pool size)",
+    )
+    parser.add_argument("--alpha", type=float, default=None, help="confidence (default 0.9)")
+    parser.add_argument("--s-min", type=float, default=None, help="target score (default 0.95)")
+    parser.add_argument("--params", help="alpha/s_min from `optscale calibrate` (dev pool)")
+    parser.add_argument("--priors", help="OptScale^t priors: {question_id: [mu, sigma]} JSON")
+    parser.add_argument("--orders", type=int, default=100, help="random orders per question")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--split",
+        choices=["all", "dev", "test"],
+        default="all",
+        help="replay only the dev or test half (split by question id hash)",
+    )
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--plots", metavar="DIR", help="write PNG plots here")
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from tqdm import tqdm
+
+    from optscale.calibrate import read_params
+    from optscale.errors import InvalidArgumentError
+    from optscale.pools import read_pool, split_pool
+    from optscale.replay import ReplayConfig, load_priors, replay
+    from optscale.report import full_report, write_plots
+
+    alpha, s_min = 0.9, 0.95
+    if args.params:
+        p = read_params(args.params)
+        alpha, s_min = p["alpha"], p["s_min"]
+        print(f"parameters from {args.params}: alpha={alpha} s_min={s_min}")
+    if args.alpha is not None:
+        alpha = args.alpha
+    if args.s_min is not None:
+        s_min = args.s_min
+    if args.orders < 1:
+        raise InvalidArgumentError("orders", args.orders, "must be >= 1")
+    try:
+        n_values = tuple(int(x) for x in args.n_max.split(",") if x.strip())
+    except ValueError as exc:
+        raise InvalidArgumentError("n_max", args.n_max, "comma-separated integers") from exc
+    policies = tuple(x.strip() for x in args.policies.split(",") if x.strip())
+    results = []
+    for path in args.pools:
+        pool = read_pool(path, args.format, prompts=args.prompts, score_field=args.score_field)
+        if args.split != "all":
+            dev, test = split_pool(pool, seed=args.split_seed)
+            pool = dev if args.split == "dev" else test
+        print(pool.summary(), file=sys.stderr)
+        priors = load_priors(args.priors, pool) if args.priors else None
+        cfg = ReplayConfig(
+            policies=policies,
+            n_max=n_values,
+            orders=args.orders,
+            seed=args.seed,
+            alpha=alpha,
+            s_min=s_min,
+            priors=priors,
+        )
+        with tqdm(
+            total=len(pool.questions),
+            desc=f"replay {pool.name}",
+            unit="q",
+            file=sys.stderr,
+            leave=False,
+        ) as bar:
+            result = replay(pool, cfg, progress=bar.update)
+        print(full_report(result))
+        print()
+        if args.plots:
+            for f in write_plots(result, pool, args.plots):
+                print(f"wrote {f}")
+        results.append(result.as_dict())
+    if args.json:
+        from pathlib import Path
+
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=2)
+    return 0

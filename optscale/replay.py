@@ -1,0 +1,375 @@
+"""Offline replay of stopping policies on a recorded pool (the paper's Table 1).
+
+For every question of a pool, ``orders`` seeded random permutations of its samples are drawn
+once and shared by every policy and every N_max (common random numbers, so differences between
+policies are not sampling noise of the orders). One *episode* = one policy, one N_max, one
+question, one order, simulated exactly as the streaming solver runs it:
+
+1. ``decision = policy.decide(state)`` on the empty state;
+2. while not ``decision.stop``: dispatch ``decision.target - live`` more samples (taken from
+   the order), then the oldest in-flight sample "finishes" and is observed, and the policy
+   decides again — one decision per arriving score;
+3. on stop the answer is ``decision.chosen``; samples still in flight are cancelled.
+
+Accounting (documented in docs/pool-format.md):
+
+* ``accuracy`` — the chosen sample's ``correct``, averaged over questions and orders.
+* ``tokens`` — completion tokens of the *observed* samples, per question (paper-compatible:
+  cancelled samples count 0, as if cancelling were free).
+* ``inflight_tokens`` — full token count of samples dispatched but still unfinished at the stop
+  (an upper bound of what cancelled generations had already cost; with sequential generation
+  only the sample being decoded costs anything).
+
+N_max values: ``{1, 2, 4, 8, 16, 32, 64}`` up to the *smallest* per-question sample count of
+the pool (questions never get fewer samples than N_max; a column is dropped instead).
+
+Oracle: its target is the answer BoN at N_max returns on the same order; it stops at the first
+observed sample with that answer — the fewest tokens that still return BoN's answer.
+OptScale^t needs a per-question prior (``priors``: question id -> (mu_bar, sigma_bar)); without
+priors it is left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from optscale.pools import Pool, PoolQuestion, PoolSample
+
+N_GRID: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+DEFAULT_POLICIES: tuple[str, ...] = (
+    "bon",
+    "sc",
+    "wsc",
+    "esc",
+    "asc",
+    "optscale0",
+    "optscalet",
+    "oracle",
+)
+POLICY_LABELS = {
+    "bon": "Best-of-N (BoN)",
+    "sc": "Self-Consistency (SC)",
+    "wsc": "Weighted SC",
+    "esc": "Early-stopping SC (ESC)",
+    "asc": "Adaptive SC (ASC)",
+    "optscale0": "OptScale^0 (MLE)",
+    "optscalet": "OptScale^t (MAP)",
+    "oracle": "Oracle (limit)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    correct: bool
+    tokens: int
+    inflight_tokens: int
+    samples: int
+    n_star: float | None
+    reason: str
+
+
+@dataclass(slots=True)
+class Cell:
+    """Aggregate of one policy at one N_max over all questions × orders."""
+
+    policy: str
+    n_max: int
+    n_questions: int = 0
+    n_episodes: int = 0
+    correct: float = 0.0
+    tokens: float = 0.0
+    inflight_tokens: float = 0.0
+    samples: float = 0.0
+    # per question: mean final N* over orders (inf when the bound never closed)
+    n_star_by_question: dict[str, float] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n_episodes if self.n_episodes else float("nan")
+
+    @property
+    def tokens_per_question(self) -> float:
+        return self.tokens / self.n_episodes if self.n_episodes else float("nan")
+
+    @property
+    def inflight_per_question(self) -> float:
+        return self.inflight_tokens / self.n_episodes if self.n_episodes else float("nan")
+
+    @property
+    def samples_per_question(self) -> float:
+        return self.samples / self.n_episodes if self.n_episodes else float("nan")
+
+    def add(self, qid: str, episodes: Sequence[Episode]) -> None:
+        self.n_questions += 1
+        stars: list[float] = []
+        for e in episodes:
+            self.n_episodes += 1
+            self.correct += e.correct
+            self.tokens += e.tokens
+            self.inflight_tokens += e.inflight_tokens
+            self.samples += e.samples
+            self.reasons[e.reason] = self.reasons.get(e.reason, 0) + 1
+            if e.n_star is not None:
+                stars.append(e.n_star)
+        if stars:
+            self.n_star_by_question[qid] = float(np.mean(stars))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "n_max": self.n_max,
+            "questions": self.n_questions,
+            "episodes": self.n_episodes,
+            "accuracy": self.accuracy,
+            "tokens_per_question": self.tokens_per_question,
+            "inflight_tokens_per_question": self.inflight_per_question,
+            "samples_per_question": self.samples_per_question,
+            "reasons": dict(self.reasons),
+        }
+
+
+@dataclass(slots=True)
+class ReplayConfig:
+    policies: tuple[str, ...] = DEFAULT_POLICIES
+    n_max: tuple[int, ...] = N_GRID
+    orders: int = 100
+    seed: int = 0
+    alpha: float = 0.9
+    s_min: float = 0.95
+    priors: Mapping[str, tuple[float, float]] | None = None
+    policy_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    pool: str
+    config: ReplayConfig
+    n_values: tuple[int, ...]
+    cells: dict[tuple[str, int], Cell]
+    notes: list[str] = field(default_factory=list)
+
+    def cell(self, policy: str, n_max: int) -> Cell:
+        return self.cells[(policy, n_max)]
+
+    @property
+    def policies(self) -> list[str]:
+        seen: list[str] = []
+        for p, _ in self.cells:
+            if p not in seen:
+                seen.append(p)
+        return seen
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pool": self.pool,
+            "alpha": self.config.alpha,
+            "s_min": self.config.s_min,
+            "orders": self.config.orders,
+            "seed": self.config.seed,
+            "n_values": list(self.n_values),
+            "cells": [c.as_dict() for c in self.cells.values()],
+            "notes": list(self.notes),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# orders
+
+
+def _question_seed(seed: int, qid: str) -> int:
+    h = hashlib.sha256(f"{seed}:{qid}".encode()).digest()
+    return int.from_bytes(h[:8], "big")
+
+
+def sample_orders(question: PoolQuestion, orders: int, seed: int) -> list[list[PoolSample]]:
+    """``orders`` seeded permutations of the question's samples (stable per question id)."""
+    rng = np.random.default_rng(_question_seed(seed, question.question_id))
+    n = len(question.samples)
+    return [[question.samples[i] for i in rng.permutation(n)] for _ in range(orders)]
+
+
+def bon_answer(order: Sequence[PoolSample], n_max: int) -> PoolSample:
+    """The sample BoN at ``n_max`` returns on this order (first of the highest scores)."""
+    best = order[0]
+    for s in order[1:n_max]:
+        if s.score > best.score:
+            best = s
+    return best
+
+
+# ---------------------------------------------------------------------------------------------
+# one episode
+
+
+def _chosen_id(chosen: Any) -> str | None:
+    if chosen is None:
+        return None
+    if isinstance(chosen, str):
+        return chosen
+    return str(chosen.sample_id)
+
+
+def run_episode(policy: Any, order: Sequence[PoolSample]) -> Episode:
+    """Stream one order of samples through ``policy`` as the solver would."""
+    from optscale.policies import Observation, QuestionState
+
+    by_id = {s.sample_id: s for s in order}
+    state = QuestionState()
+    inflight: deque[PoolSample] = deque()
+    nxt = 0
+    decision = policy.decide(state)
+    while not decision.stop:
+        live = state.n_dispatched - state.n_failed
+        k = min(decision.target - live, len(order) - nxt)
+        if k > 0:
+            state = state.dispatched(k)
+            inflight.extend(order[nxt : nxt + k])
+            nxt += k
+        if not inflight:
+            raise RuntimeError(
+                f"policy {policy.name!r} neither stops nor asks for samples "
+                f"(n_scored={state.n_scored}, target={decision.target})"
+            )
+        s = inflight.popleft()
+        state = state.observe(Observation(s.sample_id, s.answer, s.score, s.tokens))
+        decision = policy.decide(state)
+    cid = _chosen_id(decision.chosen)
+    chosen = by_id.get(cid) if cid is not None else None
+    n_star = decision.n_star
+    return Episode(
+        correct=bool(chosen is not None and chosen.correct),
+        tokens=int(state.tokens),
+        inflight_tokens=sum(s.tokens for s in inflight),
+        samples=int(state.n_scored),
+        n_star=None if n_star is None else float(n_star),
+        reason=str(decision.reason),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole replay
+
+
+def usable_n_values(pool: Pool, requested: Sequence[int] = N_GRID) -> tuple[int, ...]:
+    m = pool.min_samples
+    return tuple(n for n in requested if 1 <= n <= m)
+
+
+def _make(name: str, n_max: int, cfg: ReplayConfig, **kw: Any) -> Any:
+    from optscale.policies import make_policy
+
+    kwargs = dict(cfg.policy_kwargs)
+    kwargs.update(kw)
+    return make_policy(name, n_max=n_max, alpha=cfg.alpha, s_min=cfg.s_min, **kwargs)
+
+
+def _prior(mu_sigma: tuple[float, float]) -> Any:
+    from optscale.stats import GaussianPrior
+
+    return GaussianPrior(mu_bar=float(mu_sigma[0]), sigma_bar=float(mu_sigma[1]))
+
+
+def replay(
+    pool: Pool,
+    config: ReplayConfig | None = None,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> ReplayResult:
+    cfg = config or ReplayConfig()
+    notes: list[str] = []
+    n_values = usable_n_values(pool, cfg.n_max)
+    dropped = [n for n in cfg.n_max if n not in n_values]
+    if dropped:
+        notes.append(
+            f"N_max {dropped} dropped: the pool has only {pool.min_samples} samples "
+            "for some question"
+        )
+    policies = list(cfg.policies)
+    if "optscalet" in policies and not cfg.priors:
+        policies.remove("optscalet")
+        notes.append("OptScale^t left out: no per-question priors given (--priors)")
+    cells = {(p, n): Cell(p, n) for p in policies for n in n_values}
+    shared = {
+        (p, n): _make(p, n, cfg)
+        for p in policies
+        if p not in ("oracle", "optscalet")
+        for n in n_values
+    }
+    missing_prior = 0
+    for q in pool.questions:
+        orders = sample_orders(q, cfg.orders, cfg.seed)
+        for n in n_values:
+            for p in policies:
+                if p == "optscalet":
+                    assert cfg.priors is not None
+                    ms = cfg.priors.get(q.question_id)
+                    if ms is None:
+                        missing_prior += 1
+                        continue
+                    pol = _make(p, n, cfg, prior=_prior(ms))
+                    eps = [run_episode(pol, o) for o in orders]
+                elif p == "oracle":
+                    eps = []
+                    for o in orders:
+                        target = bon_answer(o, n).answer
+                        eps.append(run_episode(_make(p, n, cfg, target_answer=target), o))
+                else:
+                    pol = shared[(p, n)]
+                    eps = [run_episode(pol, o) for o in orders]
+                cells[(p, n)].add(q.question_id, eps)
+        if progress is not None:
+            progress(1)
+    if missing_prior:
+        notes.append(f"OptScale^t: {missing_prior} (question, N) cells had no prior; skipped")
+    return ReplayResult(pool.name, cfg, n_values, cells, notes)
+
+
+def load_priors(path: str, pool: Pool | None = None) -> dict[str, tuple[float, float]]:
+    """Priors file: ``{question_id: [mu_bar, sigma_bar]}``, or a list of ``[mu, sigma]`` by
+    question position (the reference's ``*_train_mu_sigma.json``), or JSONL rows with
+    ``question_id``/``id``, ``mu_bar``/``prm_mu``, ``sigma_bar``/``prm_sigma``."""
+    import json
+    from pathlib import Path
+
+    from optscale.errors import DataError
+
+    text = Path(path).read_text(encoding="utf-8")
+    out: dict[str, tuple[float, float]] = {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out[str(k)] = (float(v[0]), float(v[1]))
+    elif isinstance(data, list):
+        if pool is None:
+            raise DataError(path, "a positional priors list needs the pool")
+        if len(data) != len(pool.questions):
+            raise DataError(path, f"{len(data)} priors for {len(pool.questions)} questions")
+        for q, v in zip(pool.questions, data, strict=True):
+            out[q.question_id] = (float(v[0]), float(v[1]))
+    else:
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+                qid = str(r.get("question_id", r.get("id")))
+                mu = float(r.get("mu_bar", r.get("prm_mu")))
+                sd = float(r.get("sigma_bar", r.get("prm_sigma")))
+            except (json.JSONDecodeError, TypeError, AttributeError) as exc:
+                raise DataError(f"{path}:{i}", f"bad prior row ({exc})") from exc
+            out[qid] = (mu, sd)
+    for qid, (mu, sd) in out.items():
+        if not (math.isfinite(mu) and math.isfinite(sd) and sd > 0):
+            raise DataError(path, f"bad prior for {qid!r}: ({mu}, {sd})")
+    return out
