@@ -252,6 +252,11 @@ class OptScale(_Base):
     prior: GaussianPrior | None = None
     initial: int = 1
 
+    def decide(self, state: QuestionState) -> Decision:
+        if state.n_failed >= self.n_max:
+            return self._stop(state, "failures")
+        return self.step(state)
+
     def step(self, state: QuestionState) -> Decision:
         n = state.n_scored
         if self.prior is None and n < self.initial:
@@ -267,6 +272,8 @@ class OptScale(_Base):
         ns = n_star(self.alpha, self.s_min, fit.mu, fit.sigma, self.n_max)
         if n >= ns:
             return self._stop(state, "bound", n_star=ns, fit=fit)
+        if n >= self.n_max:
+            return self._stop(state, "n_max", n_star=ns, fit=fit)
         return Decision(False, ns, None, "bound not met", n_star=ns, fit=fit)
 
 

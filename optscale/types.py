@@ -55,6 +55,7 @@ class GeneratedSample:
     finish_reason: str  # "stop" | "length" | "aborted" | "error"
     mean_logprob: float | None = None  # mean token log-prob of the completion (free confidence)
     self_certainty: float | None = None  # mean KL(uniform || p) over positions, when available
+    step_logprobs: tuple[float, ...] = ()  # mean token log-prob of each "\n\n"-separated step
     gen_seconds: float = 0.0
     prompt_tokens: int = 0
 

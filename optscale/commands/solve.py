@@ -1,0 +1,243 @@
+"""``optscale solve``: the embedded solver (one process, CPU, no servers)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+NAME = "solve"
+HELP = "solve questions with early-stopping best-of-N in one process (CPU, no servers)"
+
+# Default s_min per scorer. The confidence scorer's scores are not PRM-like (see README);
+# run `optscale calibrate` on a recorded pool and pass --params to use tuned values.
+DEFAULT_S_MIN = {"confidence": 0.95}
+
+
+def add_common(parser: argparse.ArgumentParser, *, policy: bool = True) -> None:
+    src = parser.add_argument_group("questions")
+    src.add_argument(
+        "questions",
+        nargs="?",
+        metavar="QUESTIONS.jsonl",
+        help="questions file (JSONL: id, question/text, answer optional)",
+    )
+    src.add_argument(
+        "--questions", dest="questions_opt", metavar="FILE", help="same as the positional argument"
+    )
+    src.add_argument("--dataset", help="a benchmark from ../shared/datasets (e.g. gsm8k)")
+    src.add_argument("--limit", type=int, default=None)
+    src.add_argument("--offset", type=int, default=0)
+    gen = parser.add_argument_group("generation and scoring")
+    gen.add_argument("--generator", default="llamacpp", choices=["llamacpp", "sim"])
+    gen.add_argument(
+        "--model",
+        default=None,
+        help="model spec (default: the packaged default model of the backend)",
+    )
+    gen.add_argument("--verifier", default="confidence", choices=["confidence"])
+    gen.add_argument("--max-tokens", type=int, default=512)
+    gen.add_argument("--temperature", type=float, default=0.7)
+    gen.add_argument("--top-p", type=float, default=0.95)
+    gen.add_argument("--n-threads", type=int, default=None, help="llama.cpp threads")
+    gen.add_argument("--seed", type=int, default=0)
+    if policy:
+        pol = parser.add_argument_group("stopping policy")
+        pol.add_argument(
+            "--policy",
+            default="optscale0",
+            choices=["optscale0", "optscalet", "bon", "sc", "wsc", "esc", "asc"],
+        )
+        pol.add_argument("--n-max", type=int, default=8)
+        pol.add_argument("--alpha", type=float, default=None, help="default 0.9")
+        pol.add_argument(
+            "--s-min", type=float, default=None, help="default per scorer (confidence: 0.95)"
+        )
+        pol.add_argument("--params", help="alpha/s_min from `optscale calibrate`")
+        pol.add_argument("--priors", help="OptScale^t priors JSON {question_id: [mu, sigma]}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common(parser)
+    parser.add_argument(
+        "--out", default="runs/solve.jsonl", help="results JSONL (one per question)"
+    )
+    parser.add_argument(
+        "--record", metavar="POOL.jsonl", help="also record every scored sample in pool format"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="skip questions already in --record (or --out)"
+    )
+
+
+def load_questions(args: argparse.Namespace) -> list[Any]:
+    from optscale.errors import InvalidArgumentError
+
+    path = args.questions or getattr(args, "questions_opt", None)
+    if path and args.dataset:
+        raise InvalidArgumentError("questions", path, "give a file or --dataset, not both")
+    if path:
+        from optscale.datasets import load_questions_jsonl
+
+        qs = list(load_questions_jsonl(path))
+        qs = qs[args.offset :]
+        return qs[: args.limit] if args.limit is not None else qs
+    if args.dataset:
+        from optscale.datasets import load_dataset
+
+        return list(load_dataset(args.dataset, limit=args.limit, offset=args.offset))
+    raise InvalidArgumentError("questions", None, "give a questions file or --dataset")
+
+
+def build_backends(args: argparse.Namespace) -> tuple[Any, Any, str]:
+    from optscale.inprocess import make_generator, make_verifier
+
+    opts: dict[str, Any] = {"model": args.model, "seed": args.seed}
+    if args.n_threads is not None:
+        opts["n_threads"] = args.n_threads
+    gen = make_generator(args.generator, **opts)
+    ver = make_verifier(args.verifier)
+    model_name = str(getattr(gen.backend, "model_name", None) or args.model or args.generator)
+    return gen, ver, model_name
+
+
+def policy_factory(args: argparse.Namespace, name: str, n_max: int) -> Any:
+    from optscale.calibrate import read_params
+    from optscale.errors import InvalidArgumentError
+    from optscale.policies import make_policy
+
+    alpha, s_min = 0.9, DEFAULT_S_MIN.get(args.verifier, 0.95)
+    if getattr(args, "params", None):
+        p = read_params(args.params)
+        alpha, s_min = p["alpha"], p["s_min"]
+    if getattr(args, "alpha", None) is not None:
+        alpha = args.alpha
+    if getattr(args, "s_min", None) is not None:
+        s_min = args.s_min
+    priors = None
+    if name == "optscalet":
+        if not getattr(args, "priors", None):
+            raise InvalidArgumentError("priors", None, "--policy optscalet needs --priors FILE")
+        from optscale.replay import load_priors
+
+        priors = load_priors(args.priors)
+    shared = None if priors else make_policy(name, n_max=n_max, alpha=alpha, s_min=s_min)
+
+    def make(q: Any) -> Any:
+        if shared is not None:
+            return shared
+        from optscale.replay import _prior
+
+        assert priors is not None
+        ms = priors.get(q.id)
+        if ms is None:
+            raise InvalidArgumentError("priors", args.priors, f"no prior for question {q.id!r}")
+        return make_policy(name, n_max=n_max, alpha=alpha, s_min=s_min, prior=_prior(ms))
+
+    make.alpha = alpha  # type: ignore[attr-defined]
+    make.s_min = s_min  # type: ignore[attr-defined]
+    return make
+
+
+def sampling_params(args: argparse.Namespace) -> Any:
+    from optscale.types import SamplingParams
+
+    return SamplingParams(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+    ).validate()
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+    import sys
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from optscale.errors import InvalidArgumentError
+    from optscale.pools import PoolWriter
+    from optscale.solve import pool_records, solve_all
+
+    if args.n_max < 1:
+        raise InvalidArgumentError("n_max", args.n_max, "must be >= 1")
+    questions = load_questions(args)
+    writer = PoolWriter(args.record) if args.record else None
+    out = Path(args.out)
+    if args.resume:
+        done: set[str] = set()
+        if writer is not None:
+            done = writer.recorded_ids()
+        elif out.exists():
+            done = {json.loads(line)["id"] for line in out.open() if line.strip()}
+        before = len(questions)
+        questions = [q for q in questions if q.id not in done]
+        print(f"resume: {before - len(questions)} questions already done", file=sys.stderr)
+    make = policy_factory(args, args.policy, args.n_max)
+    params = sampling_params(args)
+    gen, ver, model_name = build_backends(args)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dataset = args.dataset or "math"
+    print(
+        f"{len(questions)} questions, policy={args.policy} N_max={args.n_max} "
+        f"alpha={make.alpha} s_min={make.s_min}, generator={args.generator} ({model_name}), "
+        f"verifier={args.verifier}",
+        file=sys.stderr,
+    )
+    bar = tqdm(total=len(questions), unit="q", file=sys.stderr, dynamic_ncols=True)
+    counters = {"samples": 0, "tokens": 0}
+
+    with out.open("a" if args.resume else "w", encoding="utf-8") as fh:
+
+        def on_sample(sc: Any) -> None:
+            counters["samples"] += 1
+            counters["tokens"] += sc.tokens
+            bar.set_postfix(samples=counters["samples"], tokens=counters["tokens"], refresh=False)
+
+        stats_ref: dict[str, Any] = {}
+
+        def on_result(result: Any, scored: Any) -> None:
+            fh.write(json.dumps(result.as_dict()) + "\n")
+            fh.flush()
+            if writer is not None:
+                q = next(q for q in questions if q.id == result.id)
+                writer.write_question(
+                    pool_records(
+                        q, scored, dataset=args.dataset, model=model_name, verifier=args.verifier
+                    )
+                )
+            per = counters["tokens"] / max(1, counters["samples"])
+            stats_ref["n"] = stats_ref.get("n", 0) + 1
+            saved = args.n_max * per * stats_ref["n"] - counters["tokens"]
+            bar.set_postfix(
+                samples=counters["samples"],
+                tokens=counters["tokens"],
+                saved=f"{max(0.0, saved):.0f}",
+                refresh=False,
+            )
+            bar.update(1)
+
+        try:
+            stats = asyncio.run(
+                solve_all(
+                    questions,
+                    make,
+                    gen,
+                    ver,
+                    params,
+                    n_max=args.n_max,
+                    dataset=dataset,
+                    on_result=on_result,
+                    on_sample=on_sample,
+                )
+            )
+        finally:
+            bar.close()
+            close = getattr(gen.backend, "close", None)
+            if close is not None:
+                close()
+    print(stats.summary())
+    print(f"results: {out}" + (f", pool: {args.record}" if args.record else ""))
+    return 0

@@ -1,0 +1,344 @@
+"""The embedded solver: one process, no servers.
+
+Per question, the streaming loop that the controller also runs (through Kafka/Redis there,
+through the in-process ports here):
+
+1. ``decision = policy.decide(state)``;
+2. dispatch ``decision.target - live`` more samples as one ``GenerateRequest`` (the open stream
+   is the lease on them);
+3. each finished sample is scored at once and observed; the policy decides after every score;
+4. on stop, every open stream is closed, which aborts the unfinished samples.
+
+With llama.cpp on CPU one model instance decodes one sequence at a time, so "in flight"
+samples are generated one after the other, but the logic is the same as with a batched GPU
+engine: the bound is re-evaluated on every arriving score.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from optscale.ports import GenerateRequest, GeneratorClient, VerifierClient
+from optscale.types import GeneratedSample, Question, SamplingParams, ScoredSample
+
+PROMPT_SUFFIX = "\nPlease reason step by step, and put your final answer within \\boxed{}."
+
+
+def build_prompt(question: Question) -> str:
+    return question.text.strip() + PROMPT_SUFFIX
+
+
+@dataclass(slots=True)
+class QuestionResult:
+    id: str
+    answer: str | None
+    correct: bool | None
+    reference: str | None
+    chosen_sample_id: str | None
+    score: float | None
+    samples_used: int
+    samples_failed: int
+    samples_cancelled: int
+    n_star: float | None
+    tokens: int
+    reason: str
+    seconds: float
+    policy: str
+    n_max: int
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if d["n_star"] is not None and d["n_star"] == float("inf"):
+            d["n_star"] = "inf"
+        return d
+
+
+@dataclass(slots=True)
+class RunStats:
+    questions: int = 0
+    correct: int = 0
+    graded: int = 0
+    samples: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    n_max: int = 0
+    cancelled: int = 0
+    failed: int = 0
+    results: list[QuestionResult] = field(default_factory=list)
+
+    def add(self, r: QuestionResult) -> None:
+        self.results.append(r)
+        self.questions += 1
+        self.samples += r.samples_used
+        self.tokens += r.tokens
+        self.cancelled += r.samples_cancelled
+        self.failed += r.samples_failed
+        if r.correct is not None:
+            self.graded += 1
+            self.correct += int(r.correct)
+
+    @property
+    def mean_tokens_per_sample(self) -> float:
+        return self.tokens / self.samples if self.samples else 0.0
+
+    @property
+    def bon_tokens_estimate(self) -> float:
+        """What BoN at N_max would have spent: N_max x mean tokens per sample x questions."""
+        return self.n_max * self.mean_tokens_per_sample * self.questions
+
+    @property
+    def tokens_saved(self) -> float:
+        return max(0.0, self.bon_tokens_estimate - self.tokens)
+
+    def summary(self) -> str:
+        acc = f"{100 * self.correct / self.graded:.1f}%" if self.graded else "n/a"
+        saved = (
+            f"{100 * self.tokens_saved / self.bon_tokens_estimate:.0f}%"
+            if self.bon_tokens_estimate
+            else "n/a"
+        )
+        rows = [
+            ("questions", f"{self.questions}"),
+            ("accuracy", f"{acc} ({self.correct}/{self.graded} graded)"),
+            (
+                "samples used",
+                f"{self.samples} ({self.samples / max(1, self.questions):.2f}"
+                f"/question of N_max={self.n_max})",
+            ),
+            ("samples cancelled / failed", f"{self.cancelled} / {self.failed}"),
+            (
+                "completion tokens",
+                f"{self.tokens} ({self.tokens / max(1, self.questions):.0f}/question)",
+            ),
+            ("tokens saved vs BoN@N_max (est.)", f"{self.tokens_saved:.0f} ({saved})"),
+            ("wall time", f"{self.seconds:.1f} s"),
+            ("tokens / s", f"{self.tokens / self.seconds:.1f}" if self.seconds else "n/a"),
+        ]
+        w = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+
+
+def question_seed(seed: int, question_id: str) -> int:
+    h = hashlib.sha256(f"{seed}:{question_id}".encode()).digest()
+    return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
+
+
+_FAILED = object()
+
+
+async def solve_question(
+    question: Question,
+    policy: Any,
+    generator: GeneratorClient,
+    verifier: VerifierClient,
+    params: SamplingParams,
+    *,
+    dataset: str | None = None,
+    on_sample: Callable[[ScoredSample], None] | None = None,
+) -> tuple[QuestionResult, list[ScoredSample]]:
+    """Run the streaming loop for one question; returns the result and every scored sample."""
+    from optscale.policies import Observation, QuestionState
+
+    t0 = time.perf_counter()
+    prompt = build_prompt(question)
+    state = QuestionState()
+    finished: asyncio.Queue[Any] = asyncio.Queue()
+    tasks: list[asyncio.Task[None]] = []
+    scored: list[ScoredSample] = []
+    by_id: dict[str, ScoredSample] = {}
+    next_index = 0
+    pending = 0
+
+    async def pump(req: GenerateRequest) -> None:
+        got = 0
+        try:
+            async for s in generator.generate(req):
+                got += 1
+                await finished.put(s)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a failed stream fails its remaining samples
+            pass
+        for _ in range(req.k - got):
+            await finished.put(_FAILED)
+
+    decision = policy.decide(state)
+    try:
+        while not decision.stop:
+            live = state.n_dispatched - state.n_failed
+            k = decision.target - live
+            if k > 0:
+                req = GenerateRequest(
+                    question_id=question.id,
+                    prompt=prompt,
+                    k=k,
+                    params=SamplingParams(
+                        temperature=params.temperature,
+                        top_p=params.top_p,
+                        max_tokens=params.max_tokens,
+                        seed=None
+                        if params.seed is None
+                        else question_seed(params.seed, question.id) + next_index,
+                    ),
+                    first_index=next_index,
+                )
+                next_index += k
+                pending += k
+                state = state.dispatched(k)
+                tasks.append(asyncio.create_task(pump(req)))
+            if pending == 0:
+                raise RuntimeError(
+                    f"policy {policy.name!r} neither stops nor asks for samples "
+                    f"(n_scored={state.n_scored}, target={decision.target})"
+                )
+            item = await finished.get()
+            pending -= 1
+            if item is _FAILED or item.finish_reason in ("error", "aborted"):
+                state = state.failed(1)
+            else:
+                sample: GeneratedSample = item
+                if sample.answer is None:
+                    from optscale.grading import extract_answer
+
+                    sample = _with_answer(sample, extract_answer(sample.text, dataset or "math"))
+                sc = (await verifier.score(prompt, [sample]))[0]
+                scored.append(sc)
+                by_id[sc.sample_id] = sc
+                if on_sample is not None:
+                    on_sample(sc)
+                state = state.observe(Observation(sc.sample_id, sc.answer, sc.score, sc.tokens))
+            decision = policy.decide(state)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+    chosen_id = _chosen_id(decision.chosen)
+    chosen = by_id.get(chosen_id) if chosen_id else None
+    answer = chosen.answer if chosen is not None else None
+    correct: bool | None = None
+    if question.answer is not None:
+        from optscale.grading import is_correct
+
+        correct = bool(answer is not None and is_correct(answer, question.answer))
+    n_star = decision.n_star
+    result = QuestionResult(
+        id=question.id,
+        answer=answer,
+        correct=correct,
+        reference=question.answer,
+        chosen_sample_id=chosen_id,
+        score=None if chosen is None else chosen.score,
+        samples_used=state.n_scored,
+        samples_failed=state.n_failed,
+        samples_cancelled=pending,
+        n_star=None if n_star is None else float(n_star),
+        tokens=state.tokens,
+        reason=str(decision.reason),
+        seconds=round(time.perf_counter() - t0, 3),
+        policy=policy.name,
+        n_max=policy.n_max,
+    )
+    return result, scored
+
+
+def _with_answer(sample: GeneratedSample, answer: str | None) -> GeneratedSample:
+    from dataclasses import replace
+
+    return replace(sample, answer=answer)
+
+
+def _chosen_id(chosen: Any) -> str | None:
+    if chosen is None:
+        return None
+    if isinstance(chosen, str):
+        return chosen
+    return str(chosen.sample_id)
+
+
+def pool_records(
+    question: Question,
+    scored: Sequence[ScoredSample],
+    *,
+    dataset: str | None = None,
+    model: str | None = None,
+    verifier: str | None = None,
+) -> list[dict[str, Any]]:
+    """Our pool format, one record per scored sample (see docs/pool-format.md)."""
+    from optscale.pools import sample_record
+
+    out = []
+    correct_of: dict[str | None, bool] = {}
+    for sc in scored:
+        s = sc.sample
+        correct: bool | None = None
+        if question.answer is not None:
+            if s.answer not in correct_of:
+                from optscale.grading import is_correct
+
+                correct_of[s.answer] = bool(
+                    s.answer is not None and is_correct(s.answer, question.answer)
+                )
+            correct = correct_of[s.answer]
+        out.append(
+            sample_record(
+                question_id=question.id,
+                sample_id=s.sample_id,
+                question=question.text,
+                reference=question.answer,
+                text=s.text,
+                answer=s.answer,
+                correct=correct,
+                score=sc.score,
+                step_scores=sc.step_scores,
+                completion_tokens=s.completion_tokens,
+                gen_seconds=s.gen_seconds,
+                finish_reason=s.finish_reason,
+                mean_logprob=s.mean_logprob,
+                self_certainty=s.self_certainty,
+                dataset=dataset,
+                model=model,
+                verifier=verifier,
+            )
+        )
+    return out
+
+
+async def solve_all(
+    questions: Sequence[Question],
+    make_policy_for: Callable[[Question], Any],
+    generator: GeneratorClient,
+    verifier: VerifierClient,
+    params: SamplingParams,
+    *,
+    n_max: int,
+    dataset: str | None = None,
+    on_result: Callable[[QuestionResult, list[ScoredSample]], None] | None = None,
+    on_sample: Callable[[ScoredSample], None] | None = None,
+) -> RunStats:
+    """Solve questions one after another (one CPU model instance)."""
+    stats = RunStats(n_max=n_max)
+    t0 = time.perf_counter()
+    for q in questions:
+        result, scored = await solve_question(
+            q,
+            make_policy_for(q),
+            generator,
+            verifier,
+            params,
+            dataset=dataset,
+            on_sample=on_sample,
+        )
+        stats.add(result)
+        stats.seconds = time.perf_counter() - t0
+        if on_result is not None:
+            on_result(result, scored)
+    stats.seconds = time.perf_counter() - t0
+    return stats
