@@ -1,7 +1,7 @@
 # make setup | run | test | check | lint | typecheck
 PY := .venv/bin/python
 SAMPLES := ../shared/datasets/samples/qwen25math_rm8_math100.jsonl
-.PHONY: setup run test check lint typecheck
+.PHONY: setup run test check lint typecheck proto
 
 setup:
 	bash scripts/setup.sh
@@ -22,3 +22,7 @@ typecheck: setup
 	.venv/bin/mypy optscale services benchmarks
 
 check: lint typecheck test
+
+# Regenerate optscale/v1 from proto/ (committed; tests/proto checks it is current).
+proto: setup
+	$(PY) -m optscale.protogen
