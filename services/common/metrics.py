@@ -1,0 +1,23 @@
+"""Prometheus metrics shared by the services (names fixed in docs/conventions.md)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "optscale_requests_total", "gRPC requests", ["service", "method", "code"]
+)
+LATENCY = Histogram(
+    "optscale_request_seconds", "gRPC request latency", ["service", "method"]
+)
+GEN_INFLIGHT = Gauge(
+    "optscale_generator_inflight_samples", "samples requested and not yet finished"
+)
+GEN_TOKENS = Counter("optscale_generator_tokens_total", "completion tokens generated")
+_SIZES = (1, 2, 4, 8, 16, 32, 64)
+VERIFIER_BATCH = Histogram(
+    "optscale_verifier_batch_size", "candidates per scoring batch", buckets=_SIZES
+)
+PREDICTOR_BATCH = Histogram(
+    "optscale_predictor_batch_size", "questions per predictor batch", buckets=_SIZES
+)

@@ -1,0 +1,21 @@
+"""Generator service config: ``OPTSCALE_GENERATOR_<FIELD>`` or flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratorConfig:
+    backend: str = "llamacpp"  # llamacpp | sim
+    model: str | None = None  # alias, GGUF path or HF id (backend-specific)
+    host: str = "0.0.0.0"
+    port: int = 50051
+    metrics_port: int = 9091
+    max_k: int = 64
+    max_tokens: int = 4096
+    n_ctx: int = 4096
+    n_threads: int = 0
+    seed: int = 0
+    grace_seconds: float = 10.0
+    log_level: str = "info"

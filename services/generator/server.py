@@ -1,0 +1,73 @@
+"""gRPC ``Generator.Generate``: a thin adapter over a generator backend.
+
+The call is the lease: cancelling it (or the caller's connection dropping) cancels this
+handler, which closes the backend stream, which aborts every unfinished sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from optscale.v1 import generator_pb2, generator_pb2_grpc
+from services.common.convert import candidate_to_pb, generate_request_from_pb
+from services.common.metrics import GEN_INFLIGHT, GEN_TOKENS
+from services.common.server import streaming
+
+SERVICE = "optscale.v1.Generator"
+
+
+class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
+    def __init__(self, backend: Any, log: Any) -> None:
+        self.backend = backend
+        self.log = log
+
+    async def Generate(
+        self, request: generator_pb2.GenerateRequest, context: Any
+    ) -> AsyncIterator[generator_pb2.GenerateEvent]:
+        async for ev in streaming("generator", "Generate", context, self.log, self._run(request)):
+            yield ev
+
+    async def _run(
+        self, request: generator_pb2.GenerateRequest
+    ) -> AsyncIterator[generator_pb2.GenerateEvent]:
+        req = generate_request_from_pb(request)
+        log = self.log.bind(question_id=req.question_id, k=req.k)
+        model = str(getattr(self.backend, "model_name", ""))
+        remaining = req.k
+        GEN_INFLIGHT.inc(remaining)
+        stream = self.backend.generate(req)
+        try:
+            async for s in stream:
+                remaining -= 1
+                GEN_INFLIGHT.dec()
+                GEN_TOKENS.inc(s.completion_tokens)
+                log.debug("sample finished", sample_id=s.sample_id, tokens=s.completion_tokens)
+                c = candidate_to_pb(s, model_version=model, prompt=req.prompt, epoch=request.epoch)
+                yield generator_pb2.GenerateEvent(candidate=c)
+        finally:
+            if remaining:
+                log.info("aborted unfinished samples", aborted=remaining)
+            GEN_INFLIGHT.dec(remaining)
+            await stream.aclose()
+
+
+def make_backend(cfg: Any) -> Any:
+    from optscale.errors import InvalidArgumentError
+
+    if cfg.backend == "sim":
+        from services.generator.backends.sim import Backend as Sim
+
+        return Sim(seed=cfg.seed, max_k=cfg.max_k, max_tokens=cfg.max_tokens)
+    if cfg.backend == "llamacpp":
+        from services.generator.backends.llamacpp import Backend as Llama
+
+        return Llama(
+            cfg.model,
+            n_ctx=cfg.n_ctx,
+            n_threads=cfg.n_threads or None,
+            seed=cfg.seed,
+            max_k=cfg.max_k,
+            max_tokens=cfg.max_tokens,
+        )
+    raise InvalidArgumentError("backend", cfg.backend, "one of llamacpp, sim")

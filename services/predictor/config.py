@@ -1,0 +1,22 @@
+"""Predictor service config: ``OPTSCALE_PREDICTOR_<FIELD>`` or flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PredictorConfig:
+    # "constant" until a trained head is saved (issue: prior predictor); then a model dir.
+    backend: str = "constant"
+    mu_bar: float = 0.93  # mean of the training labels' mu (optscale_prior_targets.jsonl)
+    sigma_bar: float = 0.05
+    host: str = "0.0.0.0"
+    port: int = 50053
+    metrics_port: int = 9093
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    max_questions: int = 256
+    max_chars: int = 32_000
+    grace_seconds: float = 10.0
+    log_level: str = "info"

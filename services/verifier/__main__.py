@@ -1,0 +1,45 @@
+"""``python -m services.verifier [--port 50052]`` (env OPTSCALE_VERIFIER_*)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from prometheus_client import start_http_server
+
+from optscale.v1 import verifier_pb2_grpc
+from services.common.config import from_env
+from services.common.logging import configure
+from services.common.server import Server, serve_forever
+from services.verifier.config import VerifierConfig
+from services.verifier.server import SERVICE, VerifierServicer, make_backend
+
+
+async def amain(cfg: VerifierConfig) -> None:
+    log = configure("verifier", cfg.log_level)
+    servicer = VerifierServicer(
+        make_backend(cfg),
+        log,
+        max_batch=cfg.max_batch,
+        max_wait=cfg.max_wait_ms / 1000,
+        max_candidates=cfg.max_candidates,
+    )
+    server = Server([SERVICE])
+    verifier_pb2_grpc.add_VerifierServicer_to_server(servicer, server.server)
+    if cfg.metrics_port:
+        start_http_server(cfg.metrics_port)
+    await serve_forever(server, cfg.host, cfg.port, cfg.grace_seconds, log)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m services.verifier")
+    ap.add_argument("--backend")
+    ap.add_argument("--host")
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--metrics-port", type=int)
+    cfg = from_env(VerifierConfig, "verifier", **vars(ap.parse_args()))
+    asyncio.run(amain(cfg))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""gRPC ``Verifier.Score``: validates candidates, scores them through a micro-batcher."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from optscale.errors import InvalidArgumentError
+from optscale.types import GeneratedSample, ScoredSample
+from optscale.v1 import verifier_pb2, verifier_pb2_grpc
+from services.common.batcher import MicroBatcher
+from services.common.convert import candidate_from_pb, scored_to_pb
+from services.common.metrics import VERIFIER_BATCH
+from services.common.server import unary
+
+SERVICE = "optscale.v1.Verifier"
+
+
+class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
+    def __init__(
+        self,
+        backend: Any,
+        log: Any,
+        *,
+        max_batch: int = 16,
+        max_wait: float = 0.005,
+        max_candidates: int = 256,
+    ) -> None:
+        self.backend = backend
+        self.log = log
+        self.max_candidates = max_candidates
+        self.version = str(getattr(backend, "model_name", backend.name))
+        self.batcher: MicroBatcher[tuple[str, GeneratedSample], ScoredSample] = MicroBatcher(
+            self._score, max_batch=max_batch, max_wait=max_wait, on_batch=VERIFIER_BATCH.observe
+        )
+
+    async def _score(self, items: Sequence[tuple[str, GeneratedSample]]) -> list[ScoredSample]:
+        return list(await self.backend.score_batch(items))
+
+    async def Score(
+        self, request: verifier_pb2.ScoreRequest, context: Any
+    ) -> verifier_pb2.ScoreResponse:
+        async def call() -> verifier_pb2.ScoreResponse:
+            n = len(request.candidates)
+            if not 1 <= n <= self.max_candidates:
+                raise InvalidArgumentError(
+                    "candidates", n, f"need 1 to {self.max_candidates} candidates"
+                )
+            samples = [candidate_from_pb(c) for c in request.candidates]
+            for s in samples:  # fail the request, not a shared batch
+                check = getattr(self.backend, "score_one", None)
+                if check is not None:
+                    check(s)
+            items = [(c.prompt, s) for c, s in zip(request.candidates, samples, strict=True)]
+            scored = await self.batcher.submit_many(items)
+            return verifier_pb2.ScoreResponse(
+                scored=[
+                    scored_to_pb(s, c, self.version)
+                    for s, c in zip(scored, request.candidates, strict=True)
+                ]
+            )
+
+        return await unary("verifier", "Score", context, self.log, call)
+
+
+def make_backend(cfg: Any) -> Any:
+    if cfg.backend == "confidence":
+        from services.verifier.backends.confidence import Backend
+
+        return Backend()
+    raise InvalidArgumentError("backend", cfg.backend, "one of confidence")
