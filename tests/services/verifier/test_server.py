@@ -26,7 +26,9 @@ async def _stub(serve: Any, log: Any, **kw: Any) -> tuple[verifier_pb2_grpc.Veri
     servicer = VerifierServicer(Backend(), log, **kw)
     inner = servicer.batcher._on_batch
     servicer.batcher._on_batch = lambda n: (sizes.append(n), inner and inner(n))
-    ch = await serve([SERVICE], lambda s: verifier_pb2_grpc.add_VerifierServicer_to_server(servicer, s))
+    ch = await serve(
+        [SERVICE], lambda s: verifier_pb2_grpc.add_VerifierServicer_to_server(servicer, s)
+    )
     return verifier_pb2_grpc.VerifierStub(ch), sizes
 
 
