@@ -101,11 +101,11 @@ async def submit(st: Stack, ids: list[str], policy: str, n_max: int, s_min: floa
     await st.producer.flush()
 
 
-async def collect_results(st: Stack, ids: set[str], group: str, timeout: float = 90) -> list[Any]:
+async def collect_results(st: Stack, ids: set[str], group: str, wait_s: float = 90) -> list[Any]:
     cons = await kafka.consumer(st.bootstrap, kafka.RESULTS, group, **FAST)
     out: list[Any] = []
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(wait_s):
             while not ids <= {r.question_id for r in out}:
                 recs = await cons.getmany(timeout_ms=200)
                 for msgs in recs.values():
