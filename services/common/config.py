@@ -47,8 +47,10 @@ def from_env(cls: type[T], service: str, env: Mapping[str, str] | None = None, *
     hints = get_type_hints(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        var = f"OPTSCALE_{f.name.upper()}" if f.name in SHARED else (
-            f"OPTSCALE_{service.upper()}_{f.name.upper()}"
+        var = (
+            f"OPTSCALE_{f.name.upper()}"
+            if f.name in SHARED
+            else (f"OPTSCALE_{service.upper()}_{f.name.upper()}")
         )
         if f.name in over and over[f.name] is not None:
             values[f.name] = over[f.name]

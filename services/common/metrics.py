@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-REQUESTS = Counter(
-    "optscale_requests_total", "gRPC requests", ["service", "method", "code"]
-)
-LATENCY = Histogram(
-    "optscale_request_seconds", "gRPC request latency", ["service", "method"]
-)
+REQUESTS = Counter("optscale_requests_total", "gRPC requests", ["service", "method", "code"])
+LATENCY = Histogram("optscale_request_seconds", "gRPC request latency", ["service", "method"])
 GEN_INFLIGHT = Gauge(
     "optscale_generator_inflight_samples", "samples requested and not yet finished"
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import Any
 
 from prometheus_client import start_http_server
 
@@ -19,13 +20,27 @@ async def amain(cfg: GeneratorConfig) -> None:
     log = configure("generator", cfg.log_level)
     backend = make_backend(cfg)
     server = Server([SERVICE])
-    servicer = GeneratorServicer(backend, log)
+    producer = None
+    publish = None
+    if cfg.kafka_bootstrap:
+        from services.common import kafka
+
+        producer = await kafka.producer(cfg.kafka_bootstrap)
+
+        async def publish(c: Any) -> None:
+            await producer.send_and_wait(
+                kafka.CANDIDATES, c.SerializeToString(), key=c.question_id.encode()
+            )
+
+    servicer = GeneratorServicer(backend, log, publish)
     generator_pb2_grpc.add_GeneratorServicer_to_server(servicer, server.server)
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port)
     try:
         await serve_forever(server, cfg.host, cfg.port, cfg.grace_seconds, log)
     finally:
+        if producer is not None:
+            await producer.stop()
         close = getattr(backend, "close", None)
         if close is not None:
             close()

@@ -19,3 +19,4 @@ class GeneratorConfig:
     seed: int = 0
     grace_seconds: float = 10.0
     log_level: str = "info"
+    kafka_bootstrap: str = ""  # set: publish finished candidates to optscale.candidates

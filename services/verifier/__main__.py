@@ -28,7 +28,38 @@ async def amain(cfg: VerifierConfig) -> None:
     verifier_pb2_grpc.add_VerifierServicer_to_server(servicer, server.server)
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port)
-    await serve_forever(server, cfg.host, cfg.port, cfg.grace_seconds, log)
+    if not cfg.kafka_bootstrap:
+        await serve_forever(server, cfg.host, cfg.port, cfg.grace_seconds, log)
+        return
+    from services.common import kafka
+    from services.verifier.worker import run_verifier
+
+    producer = await kafka.producer(cfg.kafka_bootstrap)
+    consumer = await kafka.consumer(
+        cfg.kafka_bootstrap,
+        kafka.CANDIDATES,
+        cfg.group,
+        session_timeout_ms=cfg.session_timeout_ms,
+        heartbeat_interval_ms=cfg.heartbeat_interval_ms,
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(
+        run_verifier(
+            servicer.backend,
+            consumer,
+            producer,
+            stop=stop,
+            max_batch=cfg.max_batch,
+            max_wait_ms=int(cfg.max_wait_ms),
+            log=log,
+        )
+    )
+    try:
+        await serve_forever(server, cfg.host, cfg.port, cfg.grace_seconds, log)
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, cfg.grace_seconds)
+        await kafka.stop_quietly(consumer, producer)
 
 
 def main() -> None:

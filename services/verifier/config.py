@@ -16,3 +16,7 @@ class VerifierConfig:
     max_candidates: int = 256  # per Score call
     grace_seconds: float = 10.0
     log_level: str = "info"
+    kafka_bootstrap: str = ""  # set: also run the worker on optscale.candidates
+    group: str = "optscale-verifier"
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 1_000

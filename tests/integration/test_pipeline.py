@@ -37,6 +37,38 @@ class Stack:
     producer: Any
     generator: GeneratorServicer
     store: RedisStateStore
+    client: Any = None
+    log: Any = None
+
+
+@dataclass
+class Controller:
+    worker: ControllerWorker
+    consumer: Any
+    task: asyncio.Task[None]
+    stop: asyncio.Event
+
+
+async def start_controller(st: Stack) -> Controller:
+    publisher = Publisher(st.producer)
+    worker = ControllerWorker(
+        st.store,
+        st.client,
+        publisher,
+        results_topic=kafka.RESULTS,
+        events_topic=kafka.QUESTION_EVENTS,
+        log=st.log,
+    )
+    cons = await kafka.consumer(
+        st.bootstrap,
+        kafka.QUESTION_EVENTS,
+        "optscale-controller",
+        listener=_Listener(worker),
+        **FAST,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_controller(worker, cons, publisher, stop=stop, log=st.log))
+    return Controller(worker, cons, task, stop)
 
 
 @pytest.fixture
@@ -76,7 +108,7 @@ async def stack(broker: Proc, redis_server: Proc) -> AsyncIterator[Stack]:
     )
     ctask = asyncio.create_task(run_controller(worker, ccons, publisher, stop=stop, log=log))
     try:
-        yield Stack(bootstrap, r, producer, gen, store)
+        yield Stack(bootstrap, r, producer, gen, store, client, log)
     finally:
         stop.set()
         for t in (vtask, ctask):
@@ -169,3 +201,36 @@ async def test_duplicate_and_late_scores_change_nothing(stack: Stack) -> None:
     assert (after.n_scored, after.result, after.best_id) == (4, before.result, before.best_id)
     assert await stack.redis.llen("oq:{dup-0}:late") == 1
     assert r.samples_used == 4
+
+
+async def test_controller_failover_resumes_every_question(stack: Stack) -> None:
+    stack.generator.backend.token_delay = 0.002  # ~0.3 s per sample: work is in flight
+    b = await start_controller(stack)
+    ids = [f"fo-{i}" for i in range(24)]
+    await submit(stack, ids, "optscale0", 8, 0.9)
+    cons = await kafka.consumer(stack.bootstrap, kafka.RESULTS, "t-results-fo", **FAST)
+    seen: set[str] = set()
+    async with asyncio.timeout(60):
+        while len(seen & set(ids)) < 3:
+            for msgs in (await cons.getmany(timeout_ms=200)).values():
+                seen |= {events_pb2.Result.FromString(m.value).question_id for m in msgs}
+    await cons.stop()
+    aborted_before = stack.generator.aborted
+    assert b.worker.stats["events"] > 0, "controller B never owned a partition"
+    # crash controller B: its loop dies, its Generate streams drop, it leaves the group
+    b.task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await b.task
+    await b.consumer.stop()
+    results = await collect_results(stack, set(ids), "t-results-fo2", wait_s=120)
+    final: dict[str, bytes] = {}
+    for r in results:
+        payload = r.SerializeToString(deterministic=True)
+        assert final.setdefault(r.question_id, payload) == payload  # duplicates are identical
+    assert set(final) == set(ids)
+    for q in ids:
+        sq = await stack.store.get(q)
+        assert sq is not None and sq.status == "done"
+        obs = [o["id"] for o in sq.observations]
+        assert len(obs) == len(set(obs)) == sq.n_scored <= 8
+    assert stack.generator.aborted >= aborted_before

@@ -33,7 +33,5 @@ class Backend:
         score = min(1.0, max(0.0, math.fsum(step_scores) / len(step_scores)))
         return ScoredSample(sample, score, step_scores)
 
-    async def score_batch(
-        self, items: Sequence[tuple[str, GeneratedSample]]
-    ) -> list[ScoredSample]:
+    async def score_batch(self, items: Sequence[tuple[str, GeneratedSample]]) -> list[ScoredSample]:
         return [self.score_one(s) for _, s in items]

@@ -1,0 +1,98 @@
+"""``python -m services.controller`` (env OPTSCALE_CONTROLLER_*, OPTSCALE_KAFKA_BOOTSTRAP,
+OPTSCALE_REDIS_URL): the Kafka consumer loop plus the gRPC client API in one process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+
+import redis.asyncio as aioredis
+from prometheus_client import start_http_server
+
+from optscale.v1 import controller_pb2_grpc
+from services.common import kafka
+from services.common.config import from_env
+from services.common.logging import configure
+from services.common.server import Server
+from services.controller.clients import GrpcGenerator
+from services.controller.config import ControllerConfig
+from services.controller.consumer import Publisher, _Listener, run_controller
+from services.controller.server import SERVICE, ControllerServicer
+from services.controller.state import RedisStateStore
+from services.controller.worker import ControllerWorker
+
+
+async def amain(cfg: ControllerConfig) -> None:
+    log = configure("controller", cfg.log_level)
+    defaults = {
+        "policy": cfg.policy,
+        "n_max": cfg.n_max,
+        "alpha": cfg.alpha,
+        "s_min": cfg.s_min,
+        "max_tokens": cfg.max_tokens,
+    }
+    await kafka.ensure_topics(cfg.kafka_bootstrap, cfg.partitions)
+    r = aioredis.from_url(cfg.redis_url, decode_responses=True)
+    store = RedisStateStore(r)
+    producer = await kafka.producer(cfg.kafka_bootstrap)
+    generator = GrpcGenerator(cfg.generator)
+    publisher = Publisher(producer)
+    worker = ControllerWorker(
+        store,
+        generator,
+        publisher,
+        results_topic=kafka.RESULTS,
+        events_topic=kafka.QUESTION_EVENTS,
+        defaults=defaults,
+        log=log,
+    )
+    consumer = await kafka.consumer(
+        cfg.kafka_bootstrap,
+        kafka.QUESTION_EVENTS,
+        cfg.group,
+        listener=_Listener(worker),
+        session_timeout_ms=cfg.session_timeout_ms,
+        heartbeat_interval_ms=cfg.heartbeat_interval_ms,
+    )
+    server = Server([SERVICE])
+    servicer = ControllerServicer(
+        store, producer, log, defaults=defaults, max_questions=cfg.max_questions
+    )
+    controller_pb2_grpc.add_ControllerServicer_to_server(servicer, server.server)
+    if cfg.metrics_port:
+        start_http_server(cfg.metrics_port)
+    port = await server.start(cfg.host, cfg.port)
+    log.info("serving", host=cfg.host, port=port, services=server.names)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    loop_task = asyncio.create_task(run_controller(worker, consumer, publisher, stop=stop, log=log))
+    await stop.wait()
+    log.info("shutting down", grace_seconds=cfg.grace_seconds)
+    await server.stop(cfg.grace_seconds)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(loop_task, cfg.grace_seconds)
+    await kafka.stop_quietly(consumer, producer)
+    await generator.close()
+    await r.aclose()
+    log.info("stopped")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m services.controller")
+    ap.add_argument("--kafka-bootstrap")
+    ap.add_argument("--redis-url")
+    ap.add_argument("--generator")
+    ap.add_argument("--host")
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--metrics-port", type=int)
+    cfg = from_env(ControllerConfig, "controller", **vars(ap.parse_args()))
+    asyncio.run(amain(cfg))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Controller config: ``OPTSCALE_CONTROLLER_<FIELD>``, shared ``OPTSCALE_KAFKA_BOOTSTRAP`` and
+``OPTSCALE_REDIS_URL``, or flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerConfig:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    generator: str = "127.0.0.1:50051"
+    group: str = "optscale-controller"
+    partitions: int = 8  # used when the controller creates missing topics
+    host: str = "0.0.0.0"
+    port: int = 50054
+    metrics_port: int = 9094
+    policy: str = "optscale0"
+    n_max: int = 16
+    alpha: float = 0.9
+    s_min: float = 0.95
+    max_tokens: int = 512
+    max_questions: int = 1000  # per Submit call
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 1_000
+    grace_seconds: float = 10.0
+    log_level: str = "info"

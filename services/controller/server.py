@@ -1,0 +1,133 @@
+"""gRPC ``Controller``: Submit, Solve (result stream), GetResult, Cancel.
+
+Submit validates and produces ``Submitted`` events (key = question id); the consumer group
+does the work. Results are read from Redis, the source of truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from google.protobuf.json_format import ParseDict
+
+from optscale.errors import InvalidArgumentError
+from optscale.v1 import controller_pb2, controller_pb2_grpc, events_pb2
+from services.common import kafka
+from services.common.server import streaming, unary
+from services.controller.state import RedisStateStore
+from services.controller.worker import config_from_submitted
+
+SERVICE = "optscale.v1.Controller"
+
+
+class ControllerServicer(controller_pb2_grpc.ControllerServicer):
+    def __init__(
+        self,
+        store: RedisStateStore,
+        producer: Any,
+        log: Any,
+        *,
+        defaults: dict[str, Any],
+        max_questions: int = 1000,
+    ) -> None:
+        self.store = store
+        self.producer = producer
+        self.log = log
+        self.defaults = defaults
+        self.max_questions = max_questions
+
+    def _events(self, req: controller_pb2.SubmitRequest) -> list[events_pb2.QuestionEvent]:
+        n = len(req.questions)
+        if not 1 <= n <= self.max_questions:
+            raise InvalidArgumentError("questions", n, f"need 1 to {self.max_questions}")
+        seen: set[str] = set()
+        out = []
+        for i, q in enumerate(req.questions):
+            if not q.question_id or len(q.question_id) > 256:
+                raise InvalidArgumentError(
+                    f"questions[{i}].question_id", q.question_id, "must be 1 to 256 characters"
+                )
+            if q.question_id in seen:
+                raise InvalidArgumentError(
+                    f"questions[{i}].question_id", q.question_id, "duplicate in this request"
+                )
+            seen.add(q.question_id)
+            ev = events_pb2.QuestionEvent(question_id=q.question_id, schema_version=1)
+            s = ev.submitted
+            s.text, s.reference_answer, s.dataset = q.text, q.reference_answer, q.dataset
+            s.sampling.CopyFrom(req.sampling)
+            s.policy.CopyFrom(req.policy)
+            try:
+                config_from_submitted(s, self.defaults)
+            except InvalidArgumentError as exc:
+                raise InvalidArgumentError(
+                    f"questions[{i}].{exc.field}", exc.value, exc.why
+                ) from exc
+            out.append(ev)
+        return out
+
+    async def _submit(self, req: controller_pb2.SubmitRequest) -> list[str]:
+        events = self._events(req)
+        futs = [
+            await self.producer.send(
+                kafka.QUESTION_EVENTS, e.SerializeToString(), key=e.question_id.encode()
+            )
+            for e in events
+        ]
+        await asyncio.gather(*futs)
+        return [e.question_id for e in events]
+
+    async def Submit(self, request: Any, context: Any) -> controller_pb2.SubmitResponse:
+        async def call() -> controller_pb2.SubmitResponse:
+            return controller_pb2.SubmitResponse(question_ids=await self._submit(request))
+
+        return await unary("controller", "Submit", context, self.log, call)
+
+    async def _result(self, q: str) -> events_pb2.Result | None:
+        sq = await self.store.get(q)
+        if sq is None or sq.result is None:
+            return None
+        return ParseDict(sq.result, events_pb2.Result())
+
+    async def GetResult(self, request: Any, context: Any) -> controller_pb2.GetResultResponse:
+        async def call() -> controller_pb2.GetResultResponse:
+            if not request.question_id:
+                raise InvalidArgumentError("question_id", "", "must not be empty")
+            r = await self._result(request.question_id)
+            return controller_pb2.GetResultResponse(done=r is not None, result=r)
+
+        return await unary("controller", "GetResult", context, self.log, call)
+
+    async def Cancel(self, request: Any, context: Any) -> controller_pb2.CancelResponse:
+        async def call() -> controller_pb2.CancelResponse:
+            q = request.question_id
+            if not q:
+                raise InvalidArgumentError("question_id", "", "must not be empty")
+            sq = await self.store.get(q)
+            if sq is None or sq.status != "active":
+                return controller_pb2.CancelResponse(cancelled=False)
+            ev = events_pb2.QuestionEvent(question_id=q, schema_version=1)
+            ev.cancelled.reason = "cancelled by client"
+            await self.producer.send_and_wait(
+                kafka.QUESTION_EVENTS, ev.SerializeToString(), key=q.encode()
+            )
+            return controller_pb2.CancelResponse(cancelled=True)
+
+        return await unary("controller", "Cancel", context, self.log, call)
+
+    async def Solve(self, request: Any, context: Any) -> AsyncIterator[events_pb2.Result]:
+        async for r in streaming("controller", "Solve", context, self.log, self._solve(request)):
+            yield r
+
+    async def _solve(self, request: Any) -> AsyncIterator[events_pb2.Result]:
+        pending = set(await self._submit(request))
+        while pending:
+            for q in sorted(pending):
+                r = await self._result(q)
+                if r is not None:
+                    pending.discard(q)
+                    yield r
+            if pending:
+                await asyncio.sleep(0.05)
