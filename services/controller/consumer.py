@@ -55,26 +55,37 @@ async def run_controller(
     try:
         while not stop.is_set():
             records = await consumer.getmany(timeout_ms=100, max_records=500)
+            # order matters per question only: questions of a batch run concurrently, the
+            # events of one question one after the other (hides Redis round trips)
+            by_question: dict[str, list[tuple[int, events_pb2.QuestionEvent]]] = {}
             for tp, msgs in records.items():
                 for m in msgs:
-                    try:
-                        ev = events_pb2.QuestionEvent.FromString(m.value)
-                        if not ev.question_id or ev.WhichOneof("event") is None:
-                            raise ValueError("missing question_id or event")
-                    except Exception as exc:  # poison: park it with the reason, move on
-                        await publisher(
-                            kafka.DLQ, (m.key or b"").decode(errors="replace"), m.value or b""
-                        )
-                        if log is not None:
-                            log.warning(
-                                "poison event",
-                                partition=tp.partition,
-                                offset=m.offset,
-                                reason=str(exc),
-                            )
-                        continue
-                    await worker.handle(ev, tp.partition)
+                    ev = await _decode(m, publisher, log)
+                    if ev is not None:
+                        by_question.setdefault(ev.question_id, []).append((tp.partition, ev))
+            if by_question:
+                await asyncio.gather(*(_run_in_order(worker, evs) for evs in by_question.values()))
             await publisher.flush()
             await kafka.commit_batch(consumer, records)
     finally:
         await worker.close()
+
+
+async def _run_in_order(
+    worker: ControllerWorker, events: list[tuple[int, events_pb2.QuestionEvent]]
+) -> None:
+    for partition, ev in events:
+        await worker.handle(ev, partition)
+
+
+async def _decode(m: Any, publisher: Publisher, log: Any) -> events_pb2.QuestionEvent | None:
+    try:
+        ev = events_pb2.QuestionEvent.FromString(m.value)
+        if not ev.question_id or ev.WhichOneof("event") is None:
+            raise ValueError("missing question_id or event")
+        return ev
+    except Exception as exc:  # poison: park it with the reason, move on
+        await publisher(kafka.DLQ, (m.key or b"").decode(errors="replace"), m.value or b"")
+        if log is not None:
+            log.warning("poison event", partition=m.partition, offset=m.offset, reason=str(exc))
+        return None

@@ -94,6 +94,7 @@ class ControllerWorker:
         self.log = log
         self.epoch = 0
         self.owned: dict[str, Owned] = {}
+        self.final: dict[str, None] = {}  # recently finished here (bounded, insertion order)
         self.partitions: set[int] = set()
         self.stats = {"events": 0, "applied": 0, "duplicates": 0, "late": 0, "fenced": 0}
 
@@ -172,7 +173,7 @@ class ControllerWorker:
             "score": sc.score,
             "tokens": c.completion_tokens,
         }
-        if q not in self.owned:
+        if q not in self.owned and q not in self.final:
             await self._resume(q)
         r = await self.store.apply_score(
             q, self.epoch, c.sample_id, sc.score, c.completion_tokens, obs
@@ -288,6 +289,9 @@ class ControllerWorker:
         if r == FENCED:
             self.stats["fenced"] += 1
         self.owned.pop(o.question_id, None)
+        self.final[o.question_id] = None
+        if len(self.final) > 100_000:
+            del self.final[next(iter(self.final))]
 
     async def _reject(self, q: str, why: str) -> None:
         from services.common.kafka import DLQ
