@@ -11,12 +11,18 @@ from optscale.v1 import generator_pb2, generator_pb2_grpc, predictor_pb2, predic
 from services.common.convert import params_to_pb
 
 
+# Client-side load balancing over every pod behind a headless Service
+# (target "dns:///optscale-generator.optscale.svc:50051"): each call picks a pod; a stream
+# stays on its pod, so cancelling it reaches the engine that runs its samples.
+CHANNEL_OPTIONS = [("grpc.lb_policy_name", "round_robin"), ("grpc.enable_retries", 0)]
+
+
 class GrpcGenerator:
     """Opens ``Generator.Generate`` with ``publish=True``: candidates travel through Kafka;
     this stream only reports which sample ids finished. Closing it aborts the rest."""
 
     def __init__(self, target: str) -> None:
-        self.channel = grpc.aio.insecure_channel(target)
+        self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.stub = generator_pb2_grpc.GeneratorStub(self.channel)
 
     async def generate(self, req: GenerateRequest, *, epoch: int) -> AsyncIterator[str]:
@@ -43,7 +49,7 @@ class GrpcGenerator:
 
 class GrpcPredictor:
     def __init__(self, target: str) -> None:
-        self.channel = grpc.aio.insecure_channel(target)
+        self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.stub = predictor_pb2_grpc.PredictorStub(self.channel)
 
     async def predict(self, questions: list[str]) -> list[Prior]:
