@@ -10,7 +10,6 @@ from optscale.ports import GenerateRequest, Prior
 from optscale.v1 import generator_pb2, generator_pb2_grpc, predictor_pb2, predictor_pb2_grpc
 from services.common.convert import params_to_pb
 
-
 # Client-side load balancing over every pod behind a headless Service
 # (target "dns:///optscale-generator.optscale.svc:50051"): each call picks a pod; a stream
 # stays on its pod, so cancelling it reaches the engine that runs its samples.
