@@ -17,7 +17,8 @@ def main() -> int:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     service = os.environ.get("SERVICE", "generator")
-    port = os.environ.get(f"OPTSCALE_{service.upper()}_PORT", str(DEFAULT_PORTS.get(service, 50051)))
+    default = str(DEFAULT_PORTS.get(service, 50051))
+    port = os.environ.get(f"OPTSCALE_{service.upper()}_PORT", default)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=3)

@@ -55,6 +55,12 @@ def test_service_process_serves_and_stops_on_sigterm(service: str, env: dict[str
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
             assert r.status == health_pb2.HealthCheckResponse.SERVING
+        check = [sys.executable, "-m", "services.common.healthcheck"]
+        hc_env = {**os.environ, "SERVICE": service, f"OPTSCALE_{service.upper()}_PORT": str(port)}
+        assert subprocess.run(check, cwd=ROOT, env=hc_env, timeout=30).returncode == 0
+        hc_env[f"OPTSCALE_{service.upper()}_PORT"] = "1"
+        assert subprocess.run(check, cwd=ROOT, env=hc_env, timeout=30,
+                              capture_output=True).returncode == 1
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert proc.stderr is not None
