@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class PredictorConfig:
-    # "constant" until a trained head is saved (issue: prior predictor); then a model dir.
-    backend: str = "constant"
+    # trained: MiniLM + MLP heads from model_dir (a default checkpoint is committed; retrain with
+    # `optscale predictor train --model-dir services/predictor/default`); constant: one prior.
+    backend: str = "trained"
+    model_dir: str = ""  # empty: services/predictor/default
     mu_bar: float = 0.93  # mean of the training labels' mu (optscale_prior_targets.jsonl)
     sigma_bar: float = 0.05
     host: str = "0.0.0.0"

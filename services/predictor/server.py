@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from optscale.errors import InvalidArgumentError
@@ -80,7 +81,14 @@ class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
         return await unary("predictor", "Predict", context, self.log, call)
 
 
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
+
+
 def make_backend(cfg: Any) -> Any:
     if cfg.backend == "constant":
         return ConstantPrior(cfg.mu_bar, cfg.sigma_bar)
-    raise InvalidArgumentError("backend", cfg.backend, "one of constant")
+    if cfg.backend == "trained":
+        from services.predictor.model import TrainedPredictor
+
+        return TrainedPredictor(cfg.model_dir or DEFAULT_MODEL_DIR)
+    raise InvalidArgumentError("backend", cfg.backend, "one of trained, constant")

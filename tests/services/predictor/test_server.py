@@ -37,8 +37,13 @@ async def test_predicts_one_prior_per_question_and_names_the_model(serve: Any, l
 
 
 @pytest.mark.parametrize(
-    ("qs", "field"), [([], "questions"), (["a"] * 5, "questions"), ([""], "questions[0]"),
-                      (["ok", "x" * 101], "questions[1]")]
+    ("qs", "field"),
+    [
+        ([], "questions"),
+        (["a"] * 5, "questions"),
+        ([""], "questions[0]"),
+        (["ok", "x" * 101], "questions[1]"),
+    ],
 )
 async def test_bad_input(serve: Any, log: Any, qs: list[str], field: str) -> None:
     stub, _ = await _stub(serve, log)
