@@ -38,7 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=float, default=None, help="confidence (default 0.9)")
     parser.add_argument("--s-min", type=float, default=None, help="target score (default 0.95)")
     parser.add_argument("--params", help="alpha/s_min from `optscale calibrate` (dev pool)")
-    parser.add_argument("--priors", help="OptScale^t priors: {question_id: [mu, sigma]} JSON")
+    parser.add_argument(
+        "--priors",
+        help="OptScale^t priors: {question_id: [mu, sigma]} JSON, or 'predictor[:DIR]' to ask "
+        "the trained predictor (default checkpoint) with the pool's question texts",
+    )
     parser.add_argument("--orders", type=int, default=100, help="random orders per question")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -87,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
             dev, test = split_pool(pool, seed=args.split_seed)
             pool = dev if args.split == "dev" else test
         print(pool.summary(), file=sys.stderr)
-        priors = load_priors(args.priors, pool) if args.priors else None
+        if args.priors and args.priors.startswith("predictor"):
+            priors = predictor_priors(pool, args.priors.partition(":")[2] or None)
+        else:
+            priors = load_priors(args.priors, pool) if args.priors else None
         cfg = ReplayConfig(
             policies=policies,
             n_max=n_values,
@@ -118,3 +125,14 @@ def run(args: argparse.Namespace) -> int:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(results, fh, indent=2)
     return 0
+
+
+def predictor_priors(pool: object, model_dir: str | None) -> dict[str, tuple[float, float]]:
+    """Priors for every pool question that has its text, from the trained predictor."""
+    from services.predictor.model import TrainedPredictor
+    from services.predictor.server import DEFAULT_MODEL_DIR
+
+    p = TrainedPredictor(model_dir or DEFAULT_MODEL_DIR)
+    qs = [q for q in pool.questions if q.question]  # type: ignore[attr-defined]
+    out = p.predict_sync([q.question for q in qs])
+    return {q.question_id: (mu, sd) for q, (mu, sd) in zip(qs, out, strict=True)}
