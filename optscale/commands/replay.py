@@ -91,10 +91,11 @@ def run(args: argparse.Namespace) -> int:
             dev, test = split_pool(pool, seed=args.split_seed)
             pool = dev if args.split == "dev" else test
         print(pool.summary(), file=sys.stderr)
+        priors: dict[str, tuple[float, float]] | None = None
         if args.priors and args.priors.startswith("predictor"):
             priors = predictor_priors(pool, args.priors.partition(":")[2] or None)
-        else:
-            priors = load_priors(args.priors, pool) if args.priors else None
+        elif args.priors:
+            priors = load_priors(args.priors, pool)
         cfg = ReplayConfig(
             policies=policies,
             n_max=n_values,

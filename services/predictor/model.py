@@ -131,8 +131,8 @@ class Encoder:
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # service logs stay JSON lines
-        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # logs stay JSON
+        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
         path = resolve_dir(backbone)
         self.tok = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path, dtype=torch.float32)
