@@ -76,4 +76,10 @@ def make_backend(cfg: Any) -> Any:
             max_k=cfg.max_k,
             max_tokens=cfg.max_tokens,
         )
-    raise InvalidArgumentError("backend", cfg.backend, "one of llamacpp, sim")
+    if cfg.backend == "vllm":  # the gpu extra
+        from services.generator.backends.vllm import Backend as Vllm
+
+        return Vllm(
+            cfg.model, n_ctx=cfg.n_ctx, seed=cfg.seed, max_k=cfg.max_k, max_tokens=cfg.max_tokens
+        )
+    raise InvalidArgumentError("backend", cfg.backend, "one of llamacpp, vllm, sim")
