@@ -209,13 +209,6 @@ def bon_answer(order: Sequence[PoolSample], n_max: int) -> PoolSample:
 # one episode
 
 
-def _chosen_id(chosen: Any) -> str | None:
-    if chosen is None:
-        return None
-    if isinstance(chosen, str):
-        return chosen
-    return str(chosen.sample_id)
-
 
 def run_episode(policy: Any, order: Sequence[PoolSample]) -> Episode:
     """Stream one order of samples through ``policy`` as the solver would."""
@@ -241,7 +234,7 @@ def run_episode(policy: Any, order: Sequence[PoolSample]) -> Episode:
         s = inflight.popleft()
         state = state.observe(Observation(s.sample_id, s.answer, s.score, s.tokens))
         decision = policy.decide(state)
-    cid = _chosen_id(decision.chosen)
+    cid = (decision.chosen.sample_id if decision.chosen else None)
     chosen = by_id.get(cid) if cid is not None else None
     n_star = decision.n_star
     return Episode(

@@ -220,7 +220,7 @@ async def solve_question(
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
-    chosen_id = _chosen_id(decision.chosen)
+    chosen_id = (decision.chosen.sample_id if decision.chosen else None)
     chosen = by_id.get(chosen_id) if chosen_id else None
     answer = chosen.answer if chosen is not None else None
     correct: bool | None = None
@@ -254,13 +254,6 @@ def _with_answer(sample: GeneratedSample, answer: str | None) -> GeneratedSample
 
     return replace(sample, answer=answer)
 
-
-def _chosen_id(chosen: Any) -> str | None:
-    if chosen is None:
-        return None
-    if isinstance(chosen, str):
-        return chosen
-    return str(chosen.sample_id)
 
 
 def pool_records(
