@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,6 +96,7 @@ class ControllerWorker:
         self.epoch = 0
         self.owned: dict[str, Owned] = {}
         self.final: dict[str, None] = {}  # recently finished here (bounded, insertion order)
+        self.stopped_at: dict[str, float] = {}  # monotonic time of each stop decision
         self.partitions: set[int] = set()
         self.stats = {"events": 0, "applied": 0, "duplicates": 0, "late": 0, "fenced": 0}
 
@@ -248,6 +250,7 @@ class ControllerWorker:
                     await self.publish(self.events_topic, req.question_id, ev.SerializeToString())
 
     async def _finish(self, o: Owned, d: Decision | None, status: str, reason: str) -> None:
+        self.stopped_at[o.question_id] = time.monotonic()
         await _cancel(o.leases)  # abort in-flight generations first: no more waste
         st = o.state
         chosen = d.chosen if d is not None else None
@@ -292,6 +295,8 @@ class ControllerWorker:
         self.final[o.question_id] = None
         if len(self.final) > 100_000:
             del self.final[next(iter(self.final))]
+        if len(self.stopped_at) > 100_000:
+            del self.stopped_at[next(iter(self.stopped_at))]
 
     async def _reject(self, q: str, why: str) -> None:
         from services.common.kafka import DLQ

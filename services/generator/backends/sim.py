@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import math
 import random
+import time
 from collections.abc import AsyncIterator
 
 from optscale.ports import GenerateRequest
@@ -44,6 +45,7 @@ class Backend:
         self.max_tokens = max_tokens
         self.answer = answer
         self.tokens_total = 0
+        self.token_log: list[tuple[str, float, int]] | None = None  # (question, time, tokens)
 
     def question_params(self, question_id: str) -> tuple[float, float]:
         r = _rng(self.seed, "q", question_id)
@@ -59,9 +61,13 @@ class Backend:
             while not 0.0 < q <= 1.0:
                 q = r.gauss(mu, sigma)
             n = min(request.params.max_tokens, max(1, int(r.lognormvariate(5.0, 0.4))))
-            if self.token_delay:
-                await asyncio.sleep(self.token_delay * n)
-            self.tokens_total += n
+            for done in range(0, n, 8):  # decode in steps of 8 tokens; cancel stops between
+                step = min(8, n - done)
+                if self.token_delay:
+                    await asyncio.sleep(self.token_delay * step)
+                self.tokens_total += step
+                if self.token_log is not None:
+                    self.token_log.append((request.question_id, time.monotonic(), step))
             ans = self.answer if r.random() < q**4 else str(r.randint(0, 9))
             yield GeneratedSample(
                 question_id=request.question_id,
