@@ -16,6 +16,8 @@ from optscale.v1 import events_pb2
 from services.common import kafka
 from services.controller.worker import ControllerWorker
 
+SCHEMA_VERSION = 1  # newest QuestionEvent schema this controller understands
+
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, worker: ControllerWorker) -> None:
@@ -35,8 +37,11 @@ class Publisher:
         self.producer = producer
         self.pending: list[asyncio.Future[Any]] = []
 
-    async def __call__(self, topic: str, key: str, value: bytes) -> None:
-        self.pending.append(await self.producer.send(topic, value, key=key.encode()))
+    async def __call__(self, topic: str, key: str, value: bytes, reason: str | None = None) -> None:
+        headers = [("reason", reason.encode()[:1000])] if reason is not None else None
+        self.pending.append(
+            await self.producer.send(topic, value, key=key.encode(), headers=headers)
+        )
 
     async def flush(self) -> None:
         pending, self.pending = self.pending, []
@@ -83,9 +88,12 @@ async def _decode(m: Any, publisher: Publisher, log: Any) -> events_pb2.Question
         ev = events_pb2.QuestionEvent.FromString(m.value)
         if not ev.question_id or ev.WhichOneof("event") is None:
             raise ValueError("missing question_id or event")
+        if ev.schema_version > SCHEMA_VERSION:
+            raise ValueError(f"unsupported schema_version {ev.schema_version}")
         return ev
     except Exception as exc:  # poison: park it with the reason, move on
-        await publisher(kafka.DLQ, (m.key or b"").decode(errors="replace"), m.value or b"")
+        key = (m.key or b"").decode(errors="replace")
+        await publisher(kafka.DLQ, key, m.value or b"", reason=f"{type(exc).__name__}: {exc}")
         if log is not None:
             log.warning("poison event", partition=m.partition, offset=m.offset, reason=str(exc))
         return None

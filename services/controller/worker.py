@@ -25,7 +25,7 @@ from optscale.types import Question, SamplingParams
 from optscale.v1 import common_pb2, events_pb2
 from services.controller.state import FENCED, RedisStateStore
 
-Publish = Callable[[str, str, bytes], Awaitable[None]]  # topic, key, value
+Publish = Callable[..., Awaitable[None]]  # (topic, key, value, reason=None)
 
 
 @dataclass
@@ -153,7 +153,7 @@ class ControllerWorker:
             try:
                 cfg = config_from_submitted(ev.submitted, self.defaults)
             except OptScaleError as exc:
-                await self._reject(q, str(exc))
+                await self._reject(q, str(exc), ev.SerializeToString())
                 return
             await self.store.create(q, self.epoch, cfg, partition)
             await self._owned(q)
@@ -298,14 +298,14 @@ class ControllerWorker:
         if len(self.stopped_at) > 100_000:
             del self.stopped_at[next(iter(self.stopped_at))]
 
-    async def _reject(self, q: str, why: str) -> None:
+    async def _reject(self, q: str, why: str, original: bytes) -> None:
         from services.common.kafka import DLQ
 
         res = events_pb2.Result(
             question_id=q, status=events_pb2.RESULT_STATUS_FAILED, stop_reason=f"rejected: {why}"
         )
         await self.publish(self.results_topic, q, res.SerializeToString(deterministic=True))
-        await self.publish(DLQ, q, why.encode())
+        await self.publish(DLQ, q, original, reason=f"rejected: {why}")
 
 
 async def _cancel(leases: dict[asyncio.Task[None], int]) -> None:

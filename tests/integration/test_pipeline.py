@@ -113,3 +113,41 @@ async def test_controller_failover_resumes_every_question(stack: LocalPipeline) 
         assert sq is not None and sq.status == "done"
         obs = [o["id"] for o in sq.observations]
         assert len(obs) == len(set(obs)) == sq.n_scored <= 8
+
+
+async def test_poison_and_odd_messages_go_to_the_dlq_and_nothing_stops(
+    stack: LocalPipeline,
+) -> None:
+    send = stack.producer.send_and_wait
+    await send(kafka.QUESTION_EVENTS, b"\xff\x00not protobuf", key=b"p1")
+    future = events_pb2.QuestionEvent(question_id="p2", schema_version=99)
+    future.cancelled.reason = "x"
+    await send(kafka.QUESTION_EVENTS, future.SerializeToString(), key=b"p2")
+    bad = events_pb2.QuestionEvent(question_id="p3", schema_version=1)
+    bad.submitted.text = "q"
+    bad.submitted.policy.policy = "nope"
+    await send(kafka.QUESTION_EVENTS, bad.SerializeToString(), key=b"p3")
+    stray = events_pb2.QuestionEvent(question_id="unknown-q", schema_version=1)
+    stray.scored.scored.candidate.sample_id = "unknown-q/0"
+    stray.scored.scored.score = 0.5
+    await send(kafka.QUESTION_EVENTS, stray.SerializeToString(), key=b"unknown-q")
+    await send(kafka.CANDIDATES, b"garbage", key=b"p4")
+    await stack.submit(["after-poison"], "bon", 2, 0.9)
+    results = await stack.results({"after-poison", "p3"}, "t-results-poison")
+    by_q = {r.question_id: r for r in results}
+    assert by_q["after-poison"].status == events_pb2.RESULT_STATUS_DONE
+    assert by_q["p3"].status == events_pb2.RESULT_STATUS_FAILED
+    assert "policy" in by_q["p3"].stop_reason
+    cons = await kafka.consumer(stack.bootstrap, kafka.DLQ, "t-dlq", **FAST_GROUP)
+    reasons: dict[bytes, str] = {}
+    async with asyncio.timeout(30):
+        while len(reasons) < 4:
+            for msgs in (await cons.getmany(timeout_ms=200)).values():
+                for m in msgs:
+                    reasons[m.key] = dict(m.headers or []).get("reason", b"").decode()
+    await cons.stop()
+    assert "DecodeError" in reasons[b"p1"] or "Error" in reasons[b"p1"]
+    assert "schema_version 99" in reasons[b"p2"]
+    assert "rejected" in reasons[b"p3"] and "policy" in reasons[b"p3"]
+    assert reasons[b"p4"]  # the verifier parks undecodable candidates too
+    assert await stack.store.get("unknown-q") is None  # a stray score creates nothing
