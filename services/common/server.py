@@ -20,13 +20,20 @@ from optscale.errors import InvalidArgumentError, OptScaleError
 from services.common.metrics import LATENCY, REQUESTS
 
 T = TypeVar("T")
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # request size limit; larger requests: RESOURCE_EXHAUSTED
 
 
 class Server:
     """A started grpc.aio server on ``port`` (0 = pick one) with health + reflection."""
 
     def __init__(self, service_names: Iterable[str]) -> None:
-        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
+            ]
+        )
         self.health = HealthServicer()
         self.names = [*service_names]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
