@@ -334,7 +334,10 @@ def load_priors(path: str, pool: Pool | None = None) -> dict[str, tuple[float, f
 
     from optscale.errors import DataError
 
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(str(path), f"cannot read priors: {exc.strerror or exc}") from exc
     out: dict[str, tuple[float, float]] = {}
     try:
         data = json.loads(text)

@@ -53,7 +53,10 @@ def add_common(parser: argparse.ArgumentParser, *, policy: bool = True) -> None:
             "--s-min", type=float, default=None, help="default per scorer (confidence: 0.95)"
         )
         pol.add_argument("--params", help="alpha/s_min from `optscale calibrate`")
-        pol.add_argument("--priors", help="OptScale^t priors JSON {question_id: [mu, sigma]}")
+        pol.add_argument(
+            "--priors",
+            help="OptScale^t priors: JSON {question_id: [mu, sigma]}, or 'predictor[:DIR]'",
+        )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,13 +116,18 @@ def policy_factory(args: argparse.Namespace, name: str, n_max: int) -> Any:
         alpha = args.alpha
     if getattr(args, "s_min", None) is not None:
         s_min = args.s_min
-    priors = None
+    priors: Any = None
     if name == "optscalet":
         if not getattr(args, "priors", None):
-            raise InvalidArgumentError("priors", None, "--policy optscalet needs --priors FILE")
-        from optscale.replay import load_priors
+            raise InvalidArgumentError(
+                "priors", None, "--policy optscalet needs --priors FILE or --priors predictor"
+            )
+        if args.priors.startswith("predictor"):
+            priors = _PredictorPriors(args.priors.partition(":")[2] or None)
+        else:
+            from optscale.replay import load_priors
 
-        priors = load_priors(args.priors)
+            priors = load_priors(args.priors)
     shared = None if priors else make_policy(name, n_max=n_max, alpha=alpha, s_min=s_min)
 
     def make(q: Any) -> Any:
@@ -128,7 +136,7 @@ def policy_factory(args: argparse.Namespace, name: str, n_max: int) -> Any:
         from optscale.replay import _prior
 
         assert priors is not None
-        ms = priors.get(q.id)
+        ms = priors.get(q) if isinstance(priors, _PredictorPriors) else priors.get(q.id)
         if ms is None:
             raise InvalidArgumentError("priors", args.priors, f"no prior for question {q.id!r}")
         return make_policy(name, n_max=n_max, alpha=alpha, s_min=s_min, prior=_prior(ms))
@@ -136,6 +144,20 @@ def policy_factory(args: argparse.Namespace, name: str, n_max: int) -> Any:
     make.alpha = alpha  # type: ignore[attr-defined]
     make.s_min = s_min  # type: ignore[attr-defined]
     return make
+
+
+class _PredictorPriors:
+    """Priors from the trained predictor, asked with each question's text."""
+
+    def __init__(self, model_dir: str | None) -> None:
+        from services.predictor.model import TrainedPredictor
+        from services.predictor.server import DEFAULT_MODEL_DIR
+
+        self.predictor = TrainedPredictor(model_dir or DEFAULT_MODEL_DIR)
+
+    def get(self, q: Any) -> tuple[float, float]:
+        ((mu, sigma),) = self.predictor.predict_sync([q.text])
+        return mu, sigma
 
 
 def sampling_params(args: argparse.Namespace) -> Any:

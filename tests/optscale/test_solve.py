@@ -114,3 +114,16 @@ def test_cli_eval_records_then_replays(tmp_path: Path, capsys: pytest.CaptureFix
     text = capsys.readouterr().out
     assert "Best-of-N (BoN)" in text and "OptScale^0 (MLE)" in text
     assert read_pool(str(pool)).min_samples == 8
+
+
+@pytest.mark.model
+def test_cli_solve_optscalet_with_the_trained_predictor(tmp_path: Path) -> None:
+    qfile = tmp_path / "qs.jsonl"
+    qfile.write_text(json.dumps({"id": "t0", "question": "What is 2+2?", "answer": "42"}) + "\n")
+    out = tmp_path / "out.jsonl"
+    argv = ["solve", str(qfile), "--generator", "sim", "--policy", "optscalet",
+            "--priors", "predictor", "--n-max", "8", "--out", str(out)]
+    assert main(argv) == 0
+    (row,) = [json.loads(x) for x in out.read_text().splitlines()]
+    assert row["policy"] == "optscalet" and row["n_star"] is not None
+    assert main([*argv[:-2], "--priors", str(tmp_path / "none.json"), "--out", str(out)]) == 2
