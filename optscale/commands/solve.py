@@ -28,7 +28,7 @@ def add_common(parser: argparse.ArgumentParser, *, policy: bool = True) -> None:
     src.add_argument("--limit", type=int, default=None)
     src.add_argument("--offset", type=int, default=0)
     gen = parser.add_argument_group("generation and scoring")
-    gen.add_argument("--generator", default="llamacpp", choices=["llamacpp", "sim"])
+    gen.add_argument("--generator", default="llamacpp", choices=["llamacpp", "hf", "sim"])
     gen.add_argument(
         "--model",
         default=None,

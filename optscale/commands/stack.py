@@ -21,10 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         default="sim",
-        choices=["sim", "llamacpp"],
+        choices=["sim", "llamacpp", "hf"],
         help="generator backend (default sim)",
     )
-    parser.add_argument("--model", help="generator model (llamacpp)")
+    parser.add_argument(
+        "--model",
+        help="generator model (llamacpp, hf): alias (qwen, smollm2), path or HF id; default qwen",
+    )
     parser.add_argument("--dir", default="runs/stack", help="state, logs and pids")
     parser.add_argument("--broker-port", type=int, default=19092)
     parser.add_argument("--redis-port", type=int, default=16379)
@@ -46,6 +49,19 @@ def _health(port: int, timeout: float) -> bool:
         return False
 
 
+def _wait_healthy(port: int, proc: Any, timeout: float) -> bool:
+    """SERVING within ``timeout`` seconds; False at once if the process exits."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if _health(port, 2):
+            return True
+    return False
+
+
 def up(args: argparse.Namespace) -> int:
     import json
     import os
@@ -62,6 +78,7 @@ def up(args: argparse.Namespace) -> int:
         raise OptScaleError(f"a stack is already up ({state_file}); run `optscale stack down`")
     d.mkdir(parents=True, exist_ok=True)
     procs: dict[str, Any] = {}
+    children: dict[str, Any] = {}
     broker = start_broker(args.broker_port, log=d / "broker.log")
     procs["broker"] = broker.pid
     state_file.write_text(json.dumps(procs))
@@ -95,10 +112,13 @@ def up(args: argparse.Namespace) -> int:
                 start_new_session=True,
             )
         procs[name] = p.pid
+        children[name] = p
         state_file.write_text(json.dumps(procs))
     for name, port in ports(args).items():
-        if not _health(port, 120):
-            print(f"{name} is not healthy; see {d / (name + '.log')}")
+        if not _wait_healthy(port, children[name], 120):
+            log_file = d / f"{name}.log"
+            tail = log_file.read_text(errors="replace").strip().splitlines()[-3:]
+            print(f"{name} is not healthy; see {log_file}:\n  " + "\n  ".join(tail))
             down(args)
             return 1
     print(

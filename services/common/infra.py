@@ -16,9 +16,31 @@ from optscale.errors import OptScaleError
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port (see :func:`free_port_block`)."""
+    return free_port_block(1)
+
+
+def free_port_block(n: int, *, low: int = 20000, high: int = 32000) -> int:
+    """The first of ``n`` consecutive free loopback ports, drawn from below Linux's ephemeral
+    range (32768-60999) so that no connection or ``bind(0)`` elsewhere can take one of them
+    between this check and their use."""
+    import random
+
+    for _ in range(200):
+        base = random.randrange(low, high - n)
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise OptScaleError(f"no block of {n} free ports in [{low}, {high})")
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 20) -> None:

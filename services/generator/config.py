@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class GeneratorConfig:
-    backend: str = "llamacpp"  # llamacpp | sim
+    backend: str = "llamacpp"  # llamacpp | hf | vllm | sim
     model: str | None = None  # alias, GGUF path or HF id (backend-specific)
     host: str = "0.0.0.0"
     port: int = 50051
@@ -15,6 +15,7 @@ class GeneratorConfig:
     max_k: int = 64
     max_tokens: int = 4096
     n_ctx: int = 4096
+    device: str = "cpu"  # hf: torch device (cpu, cuda, cuda:1)
     n_threads: int = 0
     seed: int = 0
     grace_seconds: float = 10.0

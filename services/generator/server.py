@@ -76,10 +76,22 @@ def make_backend(cfg: Any) -> Any:
             max_k=cfg.max_k,
             max_tokens=cfg.max_tokens,
         )
+    if cfg.backend == "hf":
+        from services.generator.backends.hf import Backend as Hf
+
+        return Hf(
+            cfg.model,
+            device=cfg.device,
+            n_ctx=cfg.n_ctx,
+            n_threads=cfg.n_threads or None,
+            seed=cfg.seed,
+            max_k=cfg.max_k,
+            max_tokens=cfg.max_tokens,
+        )
     if cfg.backend == "vllm":  # the gpu extra
         from services.generator.backends.vllm import Backend as Vllm
 
         return Vllm(
             cfg.model, n_ctx=cfg.n_ctx, seed=cfg.seed, max_k=cfg.max_k, max_tokens=cfg.max_tokens
         )
-    raise InvalidArgumentError("backend", cfg.backend, "one of llamacpp, vllm, sim")
+    raise InvalidArgumentError("backend", cfg.backend, "one of llamacpp, hf, vllm, sim")

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from optscale.v1 import controller_pb2, controller_pb2_grpc
-from services.common.infra import free_port
+from services.common.infra import free_port_block
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,15 +30,15 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_stack_up_solve_down(tmp_path: Path) -> None:
-    base = free_port()
+    base = free_port_block(6)  # 4 services, broker, redis
     d = tmp_path / "stack"
     ports = [
         "--dir",
         str(d),
         "--broker-port",
-        str(free_port()),
+        str(base + 4),
         "--redis-port",
-        str(free_port()),
+        str(base + 5),
         "--grpc-base",
         str(base),
     ]
@@ -78,3 +78,20 @@ def test_stack_up_solve_down(tmp_path: Path) -> None:
     for pid in pids.values():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_stack_up_fails_clearly_when_a_port_is_taken_and_leaves_nothing(tmp_path: Path) -> None:
+    import socket
+
+    base = free_port_block(6)
+    d = tmp_path / "stack"
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", base + 1))  # the verifier's port
+        squatter.listen()
+        up = _cli(
+            "stack", "up", "--dir", str(d), "--broker-port", str(base + 4),
+            "--redis-port", str(base + 5), "--grpc-base", str(base),
+        )
+    assert up.returncode == 1
+    assert "verifier is not healthy" in up.stdout and "bind" in up.stdout, up.stdout
+    assert not (d / "stack.json").exists()  # down ran: everything started was stopped
