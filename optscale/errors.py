@@ -42,3 +42,7 @@ class DataError(OptScaleError):
 
 class ModelNotFoundError(OptScaleError):
     """A model file or packaged model is not installed."""
+
+
+class BackendUnavailableError(OptScaleError):
+    """A model server a backend talks to is unreachable or failing (retry later)."""

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from optscale.errors import InvalidArgumentError, OptScaleError
+from optscale.errors import BackendUnavailableError, InvalidArgumentError, OptScaleError
 from services.common.metrics import LATENCY, REQUESTS
 
 T = TypeVar("T")
@@ -74,6 +74,8 @@ async def serve_forever(server: Server, host: str, port: int, grace: float, log:
 def _code_of(exc: BaseException) -> grpc.StatusCode:
     if isinstance(exc, InvalidArgumentError):
         return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, BackendUnavailableError):
+        return grpc.StatusCode.UNAVAILABLE
     if isinstance(exc, OptScaleError):
         return grpc.StatusCode.FAILED_PRECONDITION
     return grpc.StatusCode.INTERNAL

@@ -41,6 +41,9 @@ async def amain(cfg: GeneratorConfig) -> None:
     finally:
         if producer is not None:
             await producer.stop()
+        close_async = getattr(backend, "close_async", None)
+        if close_async is not None:
+            await close_async()
         close = getattr(backend, "close", None)
         if close is not None:
             close()

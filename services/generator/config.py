@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class GeneratorConfig:
-    backend: str = "llamacpp"  # llamacpp | hf | vllm | sim
+    backend: str = "llamacpp"  # llamacpp | hf | vllm | openai | sim
     model: str | None = None  # alias, GGUF path or HF id (backend-specific)
     host: str = "0.0.0.0"
     port: int = 50051
@@ -15,6 +15,7 @@ class GeneratorConfig:
     max_k: int = 64
     max_tokens: int = 4096
     n_ctx: int = 4096
+    openai_base_url: str = ""  # openai: the server's /v1 URL (key: OPENAI_API_KEY)
     device: str = "cpu"  # hf: torch device (cpu, cuda, cuda:1)
     n_threads: int = 0
     seed: int = 0

@@ -88,10 +88,19 @@ def make_backend(cfg: Any) -> Any:
             max_k=cfg.max_k,
             max_tokens=cfg.max_tokens,
         )
+    if cfg.backend == "openai":
+        from services.generator.backends.openai import Backend as OpenAI
+
+        return OpenAI(
+            cfg.model,
+            base_url=cfg.openai_base_url or None,
+            max_k=cfg.max_k,
+            max_tokens=cfg.max_tokens,
+        )
     if cfg.backend == "vllm":  # the gpu extra
         from services.generator.backends.vllm import Backend as Vllm
 
         return Vllm(
             cfg.model, n_ctx=cfg.n_ctx, seed=cfg.seed, max_k=cfg.max_k, max_tokens=cfg.max_tokens
         )
-    raise InvalidArgumentError("backend", cfg.backend, "one of llamacpp, hf, vllm, sim")
+    raise InvalidArgumentError("backend", cfg.backend, "one of llamacpp, hf, vllm, openai, sim")
