@@ -82,11 +82,15 @@ def make_generator(kind: str, **options: Any) -> InProcessGenerator:
 
 
 def make_verifier(kind: str, **options: Any) -> InProcessVerifier:
-    """``kind``: confidence."""
+    """``kind``: confidence | sim | prm."""
     if kind == "confidence":
         from services.verifier.backends import confidence as mod
+    elif kind == "sim":
+        from services.verifier.backends import sim as mod  # type: ignore[no-redef]
+    elif kind == "prm":
+        from services.verifier.backends import prm as mod  # type: ignore[no-redef]
     else:
-        raise InvalidArgumentError("verifier", kind, "one of confidence")
+        raise InvalidArgumentError("verifier", kind, "one of confidence, sim, prm")
     return InProcessVerifier(_construct(mod, options))
 
 

@@ -34,7 +34,7 @@ def add_common(parser: argparse.ArgumentParser, *, policy: bool = True) -> None:
         default=None,
         help="model spec (default: the packaged default model of the backend)",
     )
-    gen.add_argument("--verifier", default="confidence", choices=["confidence"])
+    gen.add_argument("--verifier", default="confidence", choices=["confidence", "sim", "prm"])
     gen.add_argument("--max-tokens", type=int, default=512)
     gen.add_argument("--temperature", type=float, default=0.7)
     gen.add_argument("--top-p", type=float, default=0.95)

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class VerifierConfig:
-    backend: str = "confidence"
+    backend: str = "confidence"  # confidence | sim | prm
+    model: str = ""  # prm: HF id or directory (default Qwen/Qwen2.5-Math-PRM-7B)
+    aggregation: str = "mean"  # prm: mean | min | last | product
+    max_length: int = 4096  # prm: tokens per model input; longer traces are windowed
+    device: str = ""  # prm: torch device (default cuda when available)
+    seed: int = 0  # sim
+    sim_delay: float = 0.0  # sim: seconds per batch
+    sim_per_sample: float = 0.0  # sim: seconds per sample
     host: str = "0.0.0.0"
     port: int = 50052
     metrics_port: int = 9092

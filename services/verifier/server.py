@@ -68,4 +68,18 @@ def make_backend(cfg: Any) -> Any:
         from services.verifier.backends.confidence import Backend
 
         return Backend()
-    raise InvalidArgumentError("backend", cfg.backend, "one of confidence")
+    if cfg.backend == "sim":
+        from services.verifier.backends.sim import Backend as Sim
+
+        return Sim(cfg.seed, delay=cfg.sim_delay, per_sample=cfg.sim_per_sample)
+    if cfg.backend == "prm":  # a GPU pool
+        from services.verifier.backends.prm import Backend as Prm
+
+        return Prm(
+            cfg.model or "Qwen/Qwen2.5-Math-PRM-7B",
+            aggregation=cfg.aggregation,
+            max_length=cfg.max_length,
+            batch_size=cfg.max_batch,
+            device=cfg.device or None,
+        )
+    raise InvalidArgumentError("backend", cfg.backend, "one of confidence, sim, prm")

@@ -64,3 +64,20 @@ async def test_bad_input(serve: Any, log: Any, cands: list[Any], field: str) -> 
     assert field in (err.value.details() or "")
     ok = await stub.Score(verifier_pb2.ScoreRequest(candidates=[_cand(0)]))
     assert len(ok.scored) == 1
+
+
+async def test_sim_backend_from_config_over_grpc(serve: Any, log: Any) -> None:
+    from services.verifier.config import VerifierConfig
+    from services.verifier.server import make_backend
+
+    servicer = VerifierServicer(make_backend(VerifierConfig(backend="sim", seed=2)), log)
+    ch = await serve(
+        [SERVICE], lambda s: verifier_pb2_grpc.add_VerifierServicer_to_server(servicer, s)
+    )
+    stub = verifier_pb2_grpc.VerifierStub(ch)
+    req = verifier_pb2.ScoreRequest(candidates=[_cand(i) for i in range(5)])
+    a, b = await stub.Score(req), await stub.Score(req)
+    assert [s.score for s in a.scored] == [s.score for s in b.scored]
+    assert all(0 <= s.score <= 1 and len(s.step_scores) == 3 for s in a.scored)
+    with pytest.raises(Exception, match="backend"):
+        make_backend(VerifierConfig(backend="orm"))
