@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class VerifierConfig:
-    backend: str = "confidence"  # confidence | sim | prm
+    backend: str = "confidence"  # confidence | sim | prm | vllm
     model: str = ""  # prm: HF id or directory (default Qwen/Qwen2.5-Math-PRM-7B)
     aggregation: str = "mean"  # prm: mean | min | last | product
     max_length: int = 4096  # prm: tokens per model input; longer traces are windowed

@@ -82,4 +82,13 @@ def make_backend(cfg: Any) -> Any:
             batch_size=cfg.max_batch,
             device=cfg.device or None,
         )
-    raise InvalidArgumentError("backend", cfg.backend, "one of confidence, sim, prm")
+    if cfg.backend == "vllm":  # the gpu extra: the same protocol on vLLM's pooling runner
+        from services.verifier.backends.vllm_prm import Backend as VllmPrm
+
+        return VllmPrm(
+            cfg.model or "Qwen/Qwen2.5-Math-PRM-7B",
+            aggregation=cfg.aggregation,
+            max_length=cfg.max_length,
+            batch_size=cfg.max_batch,
+        )
+    raise InvalidArgumentError("backend", cfg.backend, "one of confidence, sim, prm, vllm")

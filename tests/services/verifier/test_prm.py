@@ -27,21 +27,6 @@ QUESTION = "What is 12 * 3 + 4?"
 RESPONSE = "First, 12 * 3 = 36.\n\nThen 36 + 4 = 40.\n\n\n\nSo the answer is \\boxed{40}."
 
 
-@pytest.fixture(scope="module")
-def loaded() -> tuple[Any, Any]:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForTokenClassification
-
-    tok = AutoTokenizer.from_pretrained(resolve_dir("smollm2"))
-    tok.add_tokens([SEPARATOR], special_tokens=True)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-        num_labels=2, pad_token_id=tok.pad_token_id or 0,
-    )
-    return LlamaForTokenClassification(cfg).eval(), tok
-
-
 def test_split_steps() -> None:
     assert split_steps(RESPONSE) == [
         "First, 12 * 3 = 36.", "Then 36 + 4 = 40.", "So the answer is \\boxed{40}."
