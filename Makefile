@@ -1,15 +1,20 @@
-# make setup | run | test | check | lint | typecheck
+# make setup | run | replay | test | check | lint | typecheck
 PY := .venv/bin/python
 SAMPLES := ../shared/datasets/samples/qwen25math_rm8_math100.jsonl
-.PHONY: setup run test check lint typecheck proto
+.PHONY: setup run replay test check lint typecheck proto
 
 setup:
 	bash scripts/setup.sh
 
-# The main job on the embedded default (CPU, no servers): replay every stopping policy on the
-# shared scored-sample file and print the Table-1 layout. (Becomes the embedded solve once the
-# generator/verifier backends land.)
+# The main job on the embedded default (CPU, no servers): OptScale^0 on 10 GSM8K questions
+# (beyond the recorded pool's) with the packaged Qwen2.5-Coder-1.5B on llama.cpp and the
+# confidence scorer; alpha / s_min from `optscale calibrate` on the recorded pool.
 run: setup
+	$(PY) -m optscale solve --dataset gsm8k --offset 100 --limit 10 --policy optscale0 \
+		--n-max 8 --params benchmarks/data/confidence-params.json --out runs/solve.jsonl
+
+# Replay every stopping policy on the shared scored-sample file (Table-1 layout, seconds).
+replay: setup
 	$(PY) -m optscale replay $(SAMPLES) --orders 100 --json runs/replay-samples.json
 
 test: setup
