@@ -40,8 +40,10 @@ def _health(port: int, timeout: float) -> bool:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    from services.common.security import Security, open_sync_channel
+
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        with open_sync_channel(f"127.0.0.1:{port}", Security.from_env()) as ch:
             grpc.channel_ready_future(ch).result(timeout=timeout)
             r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=2)
             return bool(r.status == health_pb2.HealthCheckResponse.SERVING)

@@ -122,7 +122,11 @@ def start_broker(port: int | None = None, log: Path | None = None) -> Proc:
 
 
 def start_redis(
-    port: int | None = None, *, data_dir: Path | None = None, log: Path | None = None
+    port: int | None = None,
+    *,
+    data_dir: Path | None = None,
+    log: Path | None = None,
+    extra: list[str] | None = None,
 ) -> Proc:
     port = port or free_port()
     args = [
@@ -141,6 +145,7 @@ def start_redis(
         args += ["--appendonly", "yes", "--dir", str(data_dir)]
     else:
         args += ["--appendonly", "no"]
+    args += extra or []  # e.g. ["--requirepass", pw] or an ACL ["--user", "name", "on", ...]
     out = log.open("ab") if log else subprocess.DEVNULL
     proc = subprocess.Popen(args, stdout=out, stderr=out)
     _wait_port(port, proc, "redis-server")

@@ -8,13 +8,66 @@ idempotent Redis transitions, at-least-once delivery from committing offsets aft
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Mapping
 from typing import Any
+
+from optscale.errors import InvalidArgumentError
 
 QUESTION_EVENTS = "optscale.question-events"
 CANDIDATES = "optscale.candidates"
 RESULTS = "optscale.results"
 DLQ = "optscale.dlq"
 TOPICS = (QUESTION_EVENTS, CANDIDATES, RESULTS, DLQ)
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def client_security(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """aiokafka security keyword arguments from ``OPTSCALE_KAFKA_*``, for every client:
+    ``SECURITY_PROTOCOL`` (PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL), ``SSL_CAFILE``,
+    ``SSL_CERTFILE`` / ``SSL_KEYFILE`` (client certificate), ``SASL_MECHANISM`` (PLAIN |
+    SCRAM-SHA-256 | SCRAM-SHA-512), ``SASL_USERNAME``, ``SASL_PASSWORD`` or
+    ``SASL_PASSWORD_FILE`` (a mounted Secret). Values are never logged."""
+    env = os.environ if env is None else env
+
+    def get(key: str) -> str:
+        return env.get(f"OPTSCALE_KAFKA_{key}", "")
+
+    protocol = (get("SECURITY_PROTOCOL") or "PLAINTEXT").upper()
+    if protocol not in PROTOCOLS:
+        raise InvalidArgumentError(
+            "OPTSCALE_KAFKA_SECURITY_PROTOCOL", protocol, f"one of {PROTOCOLS}"
+        )
+    kw: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        kw["ssl_context"] = create_ssl_context(
+            cafile=get("SSL_CAFILE") or None,
+            certfile=get("SSL_CERTFILE") or None,
+            keyfile=get("SSL_KEYFILE") or None,
+        )
+    if protocol.startswith("SASL"):
+        mechanism = (get("SASL_MECHANISM") or "SCRAM-SHA-512").upper()
+        if mechanism not in MECHANISMS:
+            raise InvalidArgumentError(
+                "OPTSCALE_KAFKA_SASL_MECHANISM", mechanism, f"one of {MECHANISMS}"
+            )
+        password = get("SASL_PASSWORD")
+        if get("SASL_PASSWORD_FILE"):
+            with open(get("SASL_PASSWORD_FILE"), encoding="utf-8") as fh:
+                password = fh.read().strip()
+        if not get("SASL_USERNAME") or not password:
+            raise InvalidArgumentError(
+                "OPTSCALE_KAFKA_SASL_USERNAME/PASSWORD", "<unset>", f"required with {protocol}"
+            )
+        kw.update(
+            sasl_mechanism=mechanism,
+            sasl_plain_username=get("SASL_USERNAME"),
+            sasl_plain_password=password,
+        )
+    return kw
 
 
 async def ensure_topics(
@@ -22,7 +75,7 @@ async def ensure_topics(
 ) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_security())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -36,7 +89,7 @@ async def ensure_topics(
 async def producer(bootstrap: str) -> Any:
     from aiokafka import AIOKafkaProducer
 
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1, **client_security())
     await p.start()
     return p
 
@@ -53,6 +106,7 @@ async def consumer(
     from aiokafka import AIOKafkaConsumer
 
     c = AIOKafkaConsumer(
+        **client_security(),
         bootstrap_servers=bootstrap,
         group_id=group,
         enable_auto_commit=False,

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from optscale.errors import BackendUnavailableError, InvalidArgumentError, OptScaleError
 from services.common.metrics import LATENCY, REQUESTS
+from services.common.security import Security
 
 T = TypeVar("T")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # request size limit; larger requests: RESOURCE_EXHAUSTED
@@ -26,8 +27,10 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # request size limit; larger requests: RESO
 class Server:
     """A started grpc.aio server on ``port`` (0 = pick one) with health + reflection."""
 
-    def __init__(self, service_names: Iterable[str]) -> None:
+    def __init__(self, service_names: Iterable[str], security: Security | None = None) -> None:
+        self.security = security or Security()
         self.server = grpc.aio.server(
+            interceptors=self.security.server_interceptors(),
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -44,7 +47,11 @@ class Server:
         self.port = 0
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        creds = self.security.server_credentials()
+        if creds is not None:
+            self.port = self.server.add_secure_port(f"{host}:{port}", creds)
+        else:
+            self.port = self.server.add_insecure_port(f"{host}:{port}")
         await self.server.start()
         for name in ["", *self.names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -59,7 +66,9 @@ class Server:
 async def serve_forever(server: Server, host: str, port: int, grace: float, log: Any) -> None:
     """Start, log, and wait for SIGTERM/SIGINT; then shut down gracefully."""
     bound = await server.start(host, port)
-    log.info("serving", host=host, port=bound, services=server.names)
+    log.info(
+        "serving", host=host, port=bound, services=server.names, **server.security.describe()
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -15,6 +15,7 @@ from optscale.v1 import controller_pb2_grpc
 from services.common import kafka
 from services.common.config import from_env
 from services.common.logging import configure
+from services.common.security import Security
 from services.common.server import Server
 from services.controller.clients import GrpcGenerator
 from services.controller.config import ControllerConfig
@@ -37,7 +38,8 @@ async def amain(cfg: ControllerConfig) -> None:
     r = aioredis.from_url(cfg.redis_url, decode_responses=True)
     store = RedisStateStore(r)
     producer = await kafka.producer(cfg.kafka_bootstrap)
-    generator = GrpcGenerator(cfg.generator)
+    security = Security.from_env()
+    generator = GrpcGenerator(cfg.generator, security)
     publisher = Publisher(producer)
     worker = ControllerWorker(
         store,
@@ -56,7 +58,7 @@ async def amain(cfg: ControllerConfig) -> None:
         session_timeout_ms=cfg.session_timeout_ms,
         heartbeat_interval_ms=cfg.heartbeat_interval_ms,
     )
-    server = Server([SERVICE])
+    server = Server([SERVICE], security)
     servicer = ControllerServicer(
         store, producer, log, defaults=defaults, max_questions=cfg.max_questions
     )
@@ -64,7 +66,9 @@ async def amain(cfg: ControllerConfig) -> None:
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port)
     port = await server.start(cfg.host, cfg.port)
-    log.info("serving", host=cfg.host, port=port, services=server.names)
+    log.info(
+        "serving", host=cfg.host, port=port, services=server.names, **security.describe()
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

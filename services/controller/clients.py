@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import grpc
-
 from optscale.ports import GenerateRequest, Prior
 from optscale.v1 import generator_pb2, generator_pb2_grpc, predictor_pb2, predictor_pb2_grpc
 from services.common.convert import params_to_pb
+from services.common.security import Security, open_channel
 
 # Client-side load balancing over every pod behind a headless Service
 # (target "dns:///optscale-generator.optscale.svc:50051"): each call picks a pod; a stream
@@ -20,8 +19,8 @@ class GrpcGenerator:
     """Opens ``Generator.Generate`` with ``publish=True``: candidates travel through Kafka;
     this stream only reports which sample ids finished. Closing it aborts the rest."""
 
-    def __init__(self, target: str) -> None:
-        self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    def __init__(self, target: str, security: Security | None = None) -> None:
+        self.channel = open_channel(target, security, CHANNEL_OPTIONS)
         self.stub = generator_pb2_grpc.GeneratorStub(self.channel)
 
     async def generate(self, req: GenerateRequest, *, epoch: int) -> AsyncIterator[str]:
@@ -47,8 +46,8 @@ class GrpcGenerator:
 
 
 class GrpcPredictor:
-    def __init__(self, target: str) -> None:
-        self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    def __init__(self, target: str, security: Security | None = None) -> None:
+        self.channel = open_channel(target, security, CHANNEL_OPTIONS)
         self.stub = predictor_pb2_grpc.PredictorStub(self.channel)
 
     async def predict(self, questions: list[str]) -> list[Prior]:

@@ -11,6 +11,7 @@ from prometheus_client import start_http_server
 from optscale.v1 import generator_pb2_grpc
 from services.common.config import from_env
 from services.common.logging import configure
+from services.common.security import Security
 from services.common.server import Server, serve_forever
 from services.generator.config import GeneratorConfig
 from services.generator.server import SERVICE, GeneratorServicer, make_backend
@@ -19,7 +20,7 @@ from services.generator.server import SERVICE, GeneratorServicer, make_backend
 async def amain(cfg: GeneratorConfig) -> None:
     log = configure("generator", cfg.log_level)
     backend = make_backend(cfg)
-    server = Server([SERVICE])
+    server = Server([SERVICE], Security.from_env())
     producer = None
     publish = None
     if cfg.kafka_bootstrap:

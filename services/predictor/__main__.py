@@ -10,6 +10,7 @@ from prometheus_client import start_http_server
 from optscale.v1 import predictor_pb2_grpc
 from services.common.config import from_env
 from services.common.logging import configure
+from services.common.security import Security
 from services.common.server import Server, serve_forever
 from services.predictor.config import PredictorConfig
 from services.predictor.server import SERVICE, PredictorServicer, make_backend
@@ -25,7 +26,7 @@ async def amain(cfg: PredictorConfig) -> None:
         max_questions=cfg.max_questions,
         max_chars=cfg.max_chars,
     )
-    server = Server([SERVICE])
+    server = Server([SERVICE], Security.from_env())
     predictor_pb2_grpc.add_PredictorServicer_to_server(servicer, server.server)
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port)

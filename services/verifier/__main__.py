@@ -10,6 +10,7 @@ from prometheus_client import start_http_server
 from optscale.v1 import verifier_pb2_grpc
 from services.common.config import from_env
 from services.common.logging import configure
+from services.common.security import Security
 from services.common.server import Server, serve_forever
 from services.verifier.config import VerifierConfig
 from services.verifier.server import SERVICE, VerifierServicer, make_backend
@@ -24,7 +25,7 @@ async def amain(cfg: VerifierConfig) -> None:
         max_wait=cfg.max_wait_ms / 1000,
         max_candidates=cfg.max_candidates,
     )
-    server = Server([SERVICE])
+    server = Server([SERVICE], Security.from_env())
     verifier_pb2_grpc.add_VerifierServicer_to_server(servicer, server.server)
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port)

@@ -1,0 +1,223 @@
+"""Transport security for every gRPC server and client, from the environment.
+
+* TLS: ``OPTSCALE_TLS_CERT`` / ``OPTSCALE_TLS_KEY`` (PEM files: this process's certificate,
+  served by servers and presented by clients), ``OPTSCALE_TLS_CA`` (PEM: the CA that signs
+  peers; clients verify servers with it). ``OPTSCALE_TLS_CLIENT_AUTH=1`` makes servers require
+  a client certificate signed by that CA (mutual TLS). ``OPTSCALE_TLS_SERVER_NAME`` overrides
+  the name a client checks in the server certificate (e.g. one cert for a whole Service).
+* Token auth: ``OPTSCALE_AUTH_TOKEN`` or ``OPTSCALE_AUTH_TOKEN_FILE`` (a mounted Secret):
+  servers reject calls whose ``authorization: Bearer <token>`` metadata does not match
+  (``UNAUTHENTICATED``); clients attach it. ``grpc.health.v1.Health`` stays open so that
+  Kubernetes gRPC probes (which cannot send metadata) keep working.
+
+Nothing here is ever logged; :meth:`Security.describe` says what is on without values.
+Kafka SASL/SSL and Redis AUTH/ACL/TLS settings are in :mod:`services.common.kafka` and the
+Redis URL (``redis://user:password@host:6379/0``, ``rediss://`` for TLS).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from optscale.errors import InvalidArgumentError
+
+OPEN_METHODS = ("/grpc.health.v1.Health/",)
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidArgumentError(what, path, f"cannot read: {exc.strerror or exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Security:
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    tls_client_auth: bool = False
+    tls_server_name: str = ""
+    auth_token: str = ""
+    auth_token_file: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Security:
+        env = os.environ if env is None else env
+
+        def get(key: str) -> str:
+            return env.get(f"OPTSCALE_{key}", "")
+
+        sec = cls(
+            tls_cert=get("TLS_CERT"),
+            tls_key=get("TLS_KEY"),
+            tls_ca=get("TLS_CA"),
+            tls_client_auth=get("TLS_CLIENT_AUTH").lower() in ("1", "true", "yes", "on"),
+            tls_server_name=get("TLS_SERVER_NAME"),
+            auth_token=get("AUTH_TOKEN"),
+            auth_token_file=get("AUTH_TOKEN_FILE"),
+        )
+        sec.validate()
+        return sec
+
+    def validate(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise InvalidArgumentError("OPTSCALE_TLS_CERT/KEY", "<one set>", "set both or neither")
+        if self.tls_client_auth and not (self.tls_ca and self.tls_cert):
+            raise InvalidArgumentError(
+                "OPTSCALE_TLS_CLIENT_AUTH", True, "needs OPTSCALE_TLS_CA, _CERT and _KEY"
+            )
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert or self.tls_ca)
+
+    def token(self) -> str:
+        if self.auth_token_file:
+            return _read(self.auth_token_file, "OPTSCALE_AUTH_TOKEN_FILE").decode().strip()
+        return self.auth_token
+
+    def describe(self) -> dict[str, Any]:
+        """What is switched on, for logs: never a value."""
+        return {
+            "tls": self.tls,
+            "mtls": self.tls_client_auth,
+            "token_auth": bool(self.auth_token or self.auth_token_file),
+        }
+
+    # -- servers ---------------------------------------------------------------------------
+    def server_credentials(self) -> grpc.ServerCredentials | None:
+        if not self.tls_cert:
+            return None
+        return grpc.ssl_server_credentials(
+            [(_read(self.tls_key, "OPTSCALE_TLS_KEY"), _read(self.tls_cert, "OPTSCALE_TLS_CERT"))],
+            root_certificates=_read(self.tls_ca, "OPTSCALE_TLS_CA") if self.tls_ca else None,
+            require_client_auth=self.tls_client_auth,
+        )
+
+    def server_interceptors(self) -> list[Any]:
+        token = self.token()
+        return [TokenAuthInterceptor(token)] if token else []
+
+    # -- clients ---------------------------------------------------------------------------
+    def channel_credentials(self) -> grpc.ChannelCredentials | None:
+        if not self.tls:
+            return None
+        return grpc.ssl_channel_credentials(
+            root_certificates=_read(self.tls_ca, "OPTSCALE_TLS_CA") if self.tls_ca else None,
+            private_key=_read(self.tls_key, "OPTSCALE_TLS_KEY") if self.tls_cert else None,
+            certificate_chain=_read(self.tls_cert, "OPTSCALE_TLS_CERT") if self.tls_cert else None,
+        )
+
+    def channel_options(self) -> list[tuple[str, Any]]:
+        if self.tls and self.tls_server_name:
+            return [("grpc.ssl_target_name_override", self.tls_server_name)]
+        return []
+
+    def metadata(self) -> list[tuple[str, str]]:
+        token = self.token()
+        return [("authorization", f"Bearer {token}")] if token else []
+
+
+def open_channel(
+    target: str, security: Security | None = None, options: Sequence[tuple[str, Any]] = ()
+) -> grpc.aio.Channel:
+    """An asyncio channel with TLS / mTLS and the token attached to every call, as configured."""
+    sec = security or Security()
+    opts = [*options, *sec.channel_options()]
+    md = sec.metadata()
+    interceptors = _metadata_interceptors(md) if md else None
+    creds = sec.channel_credentials()
+    if creds is not None:
+        return grpc.aio.secure_channel(target, creds, options=opts, interceptors=interceptors)
+    return grpc.aio.insecure_channel(target, options=opts, interceptors=interceptors)
+
+
+def open_sync_channel(target: str, security: Security | None = None) -> grpc.Channel:
+    """A blocking channel (health probes, CLI): TLS as configured; health needs no token."""
+    sec = security or Security()
+    creds = sec.channel_credentials()
+    if creds is not None:
+        return grpc.secure_channel(target, creds, options=sec.channel_options())
+    return grpc.insecure_channel(target)
+
+
+class TokenAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Rejects calls without ``authorization: Bearer <token>`` (constant-time compare)."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        method = details.method or ""
+        if method.startswith(OPEN_METHODS):
+            return await continuation(details)
+        got = dict(details.invocation_metadata or ()).get("authorization", "")
+        if isinstance(got, bytes):
+            got = got.decode(errors="replace")
+        if hmac.compare_digest(str(got).encode(), self._expected):
+            return await continuation(details)
+        handler = await continuation(details)
+        return _deny(handler)
+
+
+def _deny(handler: Any) -> Any:
+    async def unary(request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid token")
+
+    async def stream(request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid token")
+        yield  # pragma: no cover - makes this an async generator
+
+    if handler is None or not (handler.request_streaming or handler.response_streaming):
+        return grpc.unary_unary_rpc_method_handler(unary)
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(stream)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(unary)
+    return grpc.unary_stream_rpc_method_handler(stream)
+
+
+class _AddMetadata:
+    def __init__(self, metadata: list[tuple[str, str]]) -> None:
+        self._md = metadata
+
+    def _details(self, d: Any) -> Any:
+        pairs = list(d.metadata.items()) if d.metadata else []  # aio.Metadata is a mapping
+        return d._replace(metadata=grpc.aio.Metadata(*pairs, *self._md))
+
+
+# grpc.aio files each interceptor under the first call type it matches, so one class per type.
+class _UnaryUnary(_AddMetadata, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _UnaryStream(_AddMetadata, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _StreamUnary(_AddMetadata, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[type-arg]
+    async def intercept_stream_unary(self, continuation: Any, details: Any, it: Any) -> Any:
+        return await continuation(self._details(details), it)
+
+
+class _StreamStream(_AddMetadata, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]
+    async def intercept_stream_stream(self, continuation: Any, details: Any, it: Any) -> Any:
+        return await continuation(self._details(details), it)
+
+
+def _metadata_interceptors(md: list[tuple[str, str]]) -> list[Any]:
+    return [cls(md) for cls in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
