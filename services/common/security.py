@@ -11,8 +11,10 @@
   Kubernetes gRPC probes (which cannot send metadata) keep working.
 
 Nothing here is ever logged; :meth:`Security.describe` says what is on without values.
-Kafka SASL/SSL and Redis AUTH/ACL/TLS settings are in :mod:`services.common.kafka` and the
-Redis URL (``redis://user:password@host:6379/0``, ``rediss://`` for TLS).
+Kafka SASL/SSL settings are in :mod:`services.common.kafka`. Redis AUTH/ACL/TLS: the Redis URL
+(``redis://user:password@host:6379/0``; ``rediss://…?ssl_ca_certs=/path/ca.crt`` for TLS), or
+the URL without credentials plus ``OPTSCALE_REDIS_USERNAME`` / ``OPTSCALE_REDIS_PASSWORD``
+(e.g. the URL in a ConfigMap, the password in a Secret) — see :func:`redis_client`.
 """
 
 from __future__ import annotations
@@ -221,3 +223,17 @@ class _StreamStream(_AddMetadata, grpc.aio.StreamStreamClientInterceptor):  # ty
 
 def _metadata_interceptors(md: list[tuple[str, str]]) -> list[Any]:
     return [cls(md) for cls in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
+
+
+def redis_client(url: str, env: Mapping[str, str] | None = None) -> Any:
+    """An asyncio Redis client for ``url``; ``OPTSCALE_REDIS_USERNAME`` / ``_PASSWORD`` fill in
+    credentials the URL does not carry."""
+    import redis.asyncio as aioredis
+
+    env = os.environ if env is None else env
+    kw: dict[str, Any] = {"decode_responses": True}
+    if env.get("OPTSCALE_REDIS_USERNAME"):
+        kw["username"] = env["OPTSCALE_REDIS_USERNAME"]
+    if env.get("OPTSCALE_REDIS_PASSWORD"):
+        kw["password"] = env["OPTSCALE_REDIS_PASSWORD"]
+    return aioredis.from_url(url, **kw)

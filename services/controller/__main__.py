@@ -8,14 +8,13 @@ import asyncio
 import contextlib
 import signal
 
-import redis.asyncio as aioredis
 from prometheus_client import start_http_server
 
 from optscale.v1 import controller_pb2_grpc
 from services.common import kafka
 from services.common.config import from_env
 from services.common.logging import configure
-from services.common.security import Security
+from services.common.security import Security, redis_client
 from services.common.server import Server
 from services.controller.clients import GrpcGenerator
 from services.controller.config import ControllerConfig
@@ -35,7 +34,7 @@ async def amain(cfg: ControllerConfig) -> None:
         "max_tokens": cfg.max_tokens,
     }
     await kafka.ensure_topics(cfg.kafka_bootstrap, cfg.partitions)
-    r = aioredis.from_url(cfg.redis_url, decode_responses=True)
+    r = redis_client(cfg.redis_url)
     store = RedisStateStore(r)
     producer = await kafka.producer(cfg.kafka_bootstrap)
     security = Security.from_env()

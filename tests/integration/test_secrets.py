@@ -42,7 +42,8 @@ def _serving_port(proc: subprocess.Popen[str], lines: list[str]) -> int:
     raise AssertionError(f"controller never served (exit {proc.poll()}): {''.join(lines)}")
 
 
-def test_redis_auth_token_auth_and_no_secret_in_logs(broker: Proc) -> None:
+@pytest.mark.parametrize("creds_in", ["url", "env"])
+def test_redis_auth_token_auth_and_no_secret_in_logs(broker: Proc, creds_in: str) -> None:
     redis = start_redis(extra=[
         "--requirepass", SECRETS["redis"],
         "--user", "optscale", "on", f">{SECRETS['acl']}", "~*", "&*", "+@all",
@@ -52,8 +53,10 @@ def test_redis_auth_token_auth_and_no_secret_in_logs(broker: Proc) -> None:
         env = {
             **os.environ,
             "OPTSCALE_KAFKA_BOOTSTRAP": f"127.0.0.1:{broker.port}",
-            # the ACL user, not the default one
-            "OPTSCALE_REDIS_URL": f"redis://optscale:{SECRETS['acl']}@127.0.0.1:{redis.port}/0",
+            # the ACL user, not the default one: in the URL, or URL + env (ConfigMap + Secret)
+            "OPTSCALE_REDIS_URL": f"redis://optscale:{SECRETS['acl']}@127.0.0.1:{redis.port}/0"
+            if creds_in == "url"
+            else f"redis://127.0.0.1:{redis.port}/0",
             "OPTSCALE_AUTH_TOKEN": SECRETS["token"],
             "OPTSCALE_KAFKA_SASL_PASSWORD": SECRETS["kafka"],  # configured, unused: PLAINTEXT
             "OPTSCALE_CONTROLLER_PORT": "0",
@@ -62,6 +65,9 @@ def test_redis_auth_token_auth_and_no_secret_in_logs(broker: Proc) -> None:
             "OPTSCALE_CONTROLLER_GENERATOR": "127.0.0.1:1",
             "OPTSCALE_LOG_LEVEL": "debug",
         }
+        if creds_in == "env":
+            env["OPTSCALE_REDIS_USERNAME"] = "optscale"
+            env["OPTSCALE_REDIS_PASSWORD"] = SECRETS["acl"]
         proc = subprocess.Popen([sys.executable, "-m", "services.controller"], cwd=ROOT,
                                 env=env, stderr=subprocess.PIPE, text=True)
         try:
