@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "infra" / "k8s"
 KUBECTL = Path(sys.executable).parent / "kubectl"
 VERSION = "1.37.0"
-SKIPPED_CRDS = {"keda.sh/v1alpha1", "kafka.strimzi.io/v1beta2"}
+SKIPPED_CRDS = {"keda.sh/v1alpha1", "kafka.strimzi.io/v1beta2", "cert-manager.io/v1"}
 TARGETS = ["base", "overlays/cpu", "overlays/gpu"]
 
 
@@ -47,12 +47,30 @@ def test_overlay_renders_and_validates(target: str) -> None:
     for d in deployments:
         pod = d["spec"]["template"]["spec"]
         c = pod["containers"][0]
-        assert c["readinessProbe"]["grpc"] and c["livenessProbe"]["grpc"]
+        probe = "exec" if target == "overlays/gpu" else "grpc"  # gpu has components/tls
+        for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
+            assert c[kind][probe], (d["metadata"]["name"], kind)
         assert c["securityContext"]["readOnlyRootFilesystem"] is True
         assert c["securityContext"]["allowPrivilegeEscalation"] is False
         assert c["resources"]["requests"] and pod["securityContext"]["runAsNonRoot"]
         labels = d["spec"]["template"]["metadata"]["labels"]
         assert labels["app.kubernetes.io/part-of"] == "optscale"  # NetworkPolicies select it
+
+
+def test_tls_component_switches_every_service_to_mutual_tls() -> None:
+    docs = render("overlays/gpu")
+    shared = next(d for d in docs if d["kind"] == "ConfigMap"
+                  and d["metadata"]["name"].startswith("optscale-shared"))
+    data = shared["data"]
+    assert data["OPTSCALE_TLS_CLIENT_AUTH"] == "true"
+    mounts = set()
+    for d in docs:
+        if d["kind"] == "Deployment":
+            c = d["spec"]["template"]["spec"]["containers"][0]
+            mounts |= {m["mountPath"] for m in c["volumeMounts"]}
+            assert "services.common.healthcheck" in " ".join(c["readinessProbe"]["exec"]["command"])
+    for key in ("OPTSCALE_TLS_CERT", "OPTSCALE_TLS_KEY", "OPTSCALE_TLS_CA"):
+        assert Path(data[key]).parent.as_posix() in mounts  # the files are where the pod has them
 
 
 def test_gpu_overlay_puts_models_on_gpu_pools() -> None:
