@@ -133,6 +133,23 @@ def up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gone(pid: int) -> bool:
+    """The process has exited (reaped here when it is our child: `up` failing calls `down`,
+    and a zombie child would otherwise look alive until its 20 s deadline)."""
+    import os
+
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    except ChildProcessError:
+        pass  # not our child: whoever started it reaps it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def down(args: argparse.Namespace) -> int:
     import json
     import os
@@ -156,9 +173,7 @@ def down(args: argparse.Namespace) -> int:
             continue
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if _gone(pid):
                 break
             time.sleep(0.05)
         else:

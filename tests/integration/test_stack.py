@@ -95,3 +95,10 @@ def test_stack_up_fails_clearly_when_a_port_is_taken_and_leaves_nothing(tmp_path
     assert up.returncode == 1
     assert "verifier is not healthy" in up.stdout and "bind" in up.stdout, up.stdout
     assert not (d / "stack.json").exists()  # down ran: everything started was stopped
+    import re
+
+    stopped = dict(re.findall(r"stopped (\w+) \((\d+)\)", up.stdout))
+    assert {"broker", "redis", "generator", "predictor"} <= set(stopped), up.stdout
+    for pid in stopped.values():
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)
