@@ -14,18 +14,22 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 from optscale.calibrate import calibrate
-from optscale.datasets import load_dataset
+from optscale.datasets import datasets_dir, load_dataset
 from optscale.pools import read_pool, split_pool
 from optscale.replay import ReplayConfig, replay
 from services.predictor.model import TrainedPredictor
 from services.predictor.server import DEFAULT_MODEL_DIR
 
-try:
-    from benchmarks.replay_tokens import default_pools
-except ImportError:  # run as a script
-    from replay_tokens import default_pools  # type: ignore[no-redef]
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def pools_to_run(given: list[str]) -> list[str]:
+    """The pools named, else the committed CPU pools and the shared scored sample file."""
+    shared = datasets_dir() / "samples" / "qwen25math_rm8_math100.jsonl"
+    return given or [*map(str, sorted(DATA.glob("*.jsonl.gz"))), str(shared)]
 
 
 def throughput(p: TrainedPredictor, n: int) -> float:
@@ -46,7 +50,7 @@ def main() -> None:
     p = TrainedPredictor(DEFAULT_MODEL_DIR)
     print(f"predictor {DEFAULT_MODEL_DIR}: {throughput(p, a.questions):.0f} questions/s "
           f"(CPU, batches of 64, {a.questions} MATH train questions)")
-    for path in a.pools or default_pools():
+    for path in pools_to_run(a.pools):
         pool = read_pool(path)
         dev, test = split_pool(pool)
         with_text = [q for q in test.questions if q.question]
@@ -58,7 +62,7 @@ def main() -> None:
         n = min(16, pool.min_samples)
         cal = calibrate(dev, n_max=n, orders=min(a.orders, 50))
         trained = dict(zip((q.question_id for q in with_text),
-                           p.predict_sync([q.question for q in with_text]), strict=True))
+                           p.predict_sync([q.question or "" for q in with_text]), strict=True))
         mu_c = statistics.fmean(m for m, _ in trained.values())
         sd_c = statistics.fmean(s for _, s in trained.values())
         print(f"   dev-chosen alpha={cal.alpha} s_min={cal.s_min}; trained prior mean "

@@ -33,7 +33,8 @@ CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'active', 'epoch', ARGV[1], 'config', ARGV[2],
   'partition', ARGV[3], 'n_dispatched', 0, 'n_failed', 0, 'n_scored', 0, 'next_index', 0,
-  'tokens', 0, 's1', 0, 's2', 0, 'lo', 1, 'hi', 0, 'best_id', '', 'best_score', -1)
+  'tokens', 0, 's1', 0, 's2', 0, 'lo', 1, 'hi', 0, 'best_id', '', 'best_score', -1,
+  'n_max', ARGV[5])
 redis.call('SADD', KEYS[2], ARGV[4])
 return 1
 """
@@ -77,6 +78,13 @@ APPLY_SCORE = (
     + """
 if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return 0 end
 if redis.call('HGET', h, 'status') ~= 'active' then
+  redis.call('RPUSH', KEYS[4], ARGV[5])
+  return 2
+end
+-- never more than N_max scores: after a failover, a sample the old owner had in flight can
+-- still arrive next to its replacement; it is recorded with the late ones, not counted
+local cap = tonumber(redis.call('HGET', h, 'n_max') or '0')
+if cap > 0 and tonumber(redis.call('HGET', h, 'n_scored')) >= cap then
   redis.call('RPUSH', KEYS[4], ARGV[5])
   return 2
 end
@@ -171,7 +179,8 @@ class RedisStateStore:
 
     async def create(self, q: str, epoch: int, config: dict[str, Any], partition: int) -> bool:
         keys = [_h(q), f"oq:active:{partition}"]
-        args = [epoch, json.dumps(config, sort_keys=True), partition, q]
+        n_max = int(config.get("n_max") or 0)
+        args = [epoch, json.dumps(config, sort_keys=True), partition, q, n_max]
         return int(await self._create(keys=keys, args=args)) == 1
 
     async def claim(self, q: str, epoch: int) -> int:
@@ -185,7 +194,8 @@ class RedisStateStore:
     async def apply_score(
         self, q: str, epoch: int, sample_id: str, score: float, tokens: int, obs: dict[str, Any]
     ) -> int:
-        """1 applied, 0 duplicate, 2 late (question final; recorded only), -1 fenced."""
+        """1 applied, 0 duplicate, 2 late (question final, or N_max scores already: recorded
+        only), -1 fenced."""
         args = [epoch, sample_id, repr(float(score)), int(tokens), json.dumps(obs)]
         return int(await self._score(keys=list(_keys(q)), args=args))
 
