@@ -40,6 +40,7 @@ class LocalPipeline:
     generator_backend: Any
     verifier_backend: Any
     partitions: int = 4
+    worker_options: dict[str, Any] = field(default_factory=dict)  # ControllerWorker keywords
     redis: Any = None
     producer: Any = None
     generator: GeneratorServicer | None = None
@@ -77,10 +78,10 @@ class LocalPipeline:
         )
         self.store = RedisStateStore(self.redis)
         self.client = GrpcGenerator(f"127.0.0.1:{port}")
-        await self.start_controller()
+        await self.start_controller(**self.worker_options)
         return self
 
-    async def start_controller(self) -> Controller:
+    async def start_controller(self, **worker_options: Any) -> Controller:
         assert self.store is not None
         publisher = Publisher(self.producer)
         worker = ControllerWorker(
@@ -90,6 +91,7 @@ class LocalPipeline:
             results_topic=kafka.RESULTS,
             events_topic=kafka.QUESTION_EVENTS,
             log=self.log,
+            **worker_options,
         )
         cons = await kafka.consumer(
             self.bootstrap,

@@ -85,6 +85,8 @@ class ControllerWorker:
         events_topic: str,
         defaults: dict[str, Any] | None = None,
         log: Any = None,
+        retry_base: float = 0.2,
+        retry_cap: float = 10.0,
     ) -> None:
         self.store = store
         self.generator = generator
@@ -99,6 +101,11 @@ class ControllerWorker:
         self.stopped_at: dict[str, float] = {}  # monotonic time of each stop decision
         self.partitions: set[int] = set()
         self.stats = {"events": 0, "applied": 0, "duplicates": 0, "late": 0, "fenced": 0}
+        # a failing generator is retried with exponential backoff per question (the failed
+        # samples are reported after the pause, so re-dispatch waits too); the policies stop
+        # a question after N_max failures, which ends as FAILED when nothing was scored
+        self.retry_base, self.retry_cap = retry_base, retry_cap
+        self.fail_streak: dict[str, int] = {}
 
     # ------------------------------------------------------------------ ownership
 
@@ -234,12 +241,18 @@ class ControllerWorker:
         """Hold the Generate stream open; samples it could not finish become SampleFailed
         events (through Kafka, so the partition owner applies them in order)."""
         done: set[str] = set()
+        q = req.question_id
         try:
             async for sid in self.generator.generate(req, epoch=epoch):
                 done.add(sid)
+                self.fail_streak.pop(q, None)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            streak = self.fail_streak[q] = self.fail_streak.get(q, 0) + 1
+            if len(self.fail_streak) > 100_000:
+                del self.fail_streak[next(iter(self.fail_streak))]
+            await asyncio.sleep(min(self.retry_cap, self.retry_base * 2 ** (streak - 1)))
             for i in range(req.k):
                 sid = f"{req.question_id}/{req.first_index + i}"
                 if sid not in done:
@@ -254,6 +267,8 @@ class ControllerWorker:
         await _cancel(o.leases)  # abort in-flight generations first: no more waste
         st = o.state
         chosen = d.chosen if d is not None else None
+        if status == "done" and chosen is None:
+            status = "failed"  # stopped (e.g. N_max failures) without a single scored sample
         correct = None
         ref = o.config.get("reference")
         if ref is not None and chosen is not None:
@@ -272,9 +287,10 @@ class ControllerWorker:
             stop_reason=reason,
             policy=o.policy.name,
             n_max=o.policy.n_max,
-            status=events_pb2.RESULT_STATUS_DONE
-            if status == "done"
-            else events_pb2.RESULT_STATUS_CANCELLED,
+            status={
+                "done": events_pb2.RESULT_STATUS_DONE,
+                "failed": events_pb2.RESULT_STATUS_FAILED,
+            }.get(status, events_pb2.RESULT_STATUS_CANCELLED),
         )
         if d is not None and d.n_star is not None:
             res.n_star = float(d.n_star)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from optscale.errors import BackendUnavailableError
 from optscale.v1 import events_pb2
 from services.common import kafka
 from services.common.infra import Proc
@@ -151,3 +152,31 @@ async def test_poison_and_odd_messages_go_to_the_dlq_and_nothing_stops(
     assert "rejected" in reasons[b"p3"] and "policy" in reasons[b"p3"]
     assert reasons[b"p4"]  # the verifier parks undecodable candidates too
     assert await stack.store.get("unknown-q") is None  # a stray score creates nothing
+
+
+class _DownEngine:
+    name = model_name = "down"
+    calls = 0
+
+    async def generate(self, req: object) -> AsyncIterator[object]:
+        _DownEngine.calls += 1
+        raise BackendUnavailableError("engine down")
+        yield  # pragma: no cover - an async generator
+
+
+async def test_a_dead_generator_is_retried_with_backoff_then_the_question_fails(
+    broker: Proc, redis_server: Proc
+) -> None:
+    _DownEngine.calls = 0
+    options = {"retry_base": 0.05, "retry_cap": 0.2}
+    async with LocalPipeline(
+        f"127.0.0.1:{broker.port}", f"redis://127.0.0.1:{redis_server.port}/0",
+        _DownEngine(), Confidence(), worker_options=options,
+    ) as p:
+        await p.submit(["down-0", "down-1"], "optscale0", 4, 0.9)
+        results = await p.results({"down-0", "down-1"}, "t-results-down", wait_s=60)
+    assert sorted(r.question_id for r in results) == ["down-0", "down-1"]
+    for r in results:
+        assert r.status == events_pb2.RESULT_STATUS_FAILED and r.samples_failed >= 4
+        assert r.samples_used == 0 and r.stop_reason == "failures"
+    assert _DownEngine.calls <= 2 * 4  # bounded: no hot loop of re-dispatches
