@@ -9,11 +9,10 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from optscale.v1 import events_pb2, generator_pb2_grpc
 from services.common import kafka
 from services.common.logging import configure
+from services.common.security import redis_client
 from services.common.server import Server
 from services.controller.clients import GrpcGenerator
 from services.controller.consumer import Publisher, _Listener, run_controller
@@ -56,7 +55,7 @@ class LocalPipeline:
     async def __aenter__(self) -> LocalPipeline:
         await kafka.ensure_topics(self.bootstrap, partitions=self.partitions)
         self.log = configure("local", "warning")
-        self.redis = aioredis.from_url(self.redis_url, decode_responses=True)
+        self.redis = redis_client(self.redis_url)
         await self.redis.flushdb()
         self.producer = await kafka.producer(self.bootstrap)
         producer = self.producer

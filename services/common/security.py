@@ -225,9 +225,12 @@ def _metadata_interceptors(md: list[tuple[str, str]]) -> list[Any]:
     return [cls(md) for cls in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
 
 
-def redis_client(url: str, env: Mapping[str, str] | None = None) -> Any:
+def redis_client(
+    url: str, env: Mapping[str, str] | None = None, max_connections: int = 64
+) -> Any:
     """An asyncio Redis client for ``url``; ``OPTSCALE_REDIS_USERNAME`` / ``_PASSWORD`` fill in
-    credentials the URL does not carry."""
+    credentials the URL does not carry. The pool blocks (up to 30 s) for a free connection
+    instead of failing when ``max_connections`` are busy."""
     import redis.asyncio as aioredis
 
     env = os.environ if env is None else env
@@ -236,4 +239,7 @@ def redis_client(url: str, env: Mapping[str, str] | None = None) -> Any:
         kw["username"] = env["OPTSCALE_REDIS_USERNAME"]
     if env.get("OPTSCALE_REDIS_PASSWORD"):
         kw["password"] = env["OPTSCALE_REDIS_PASSWORD"]
-    return aioredis.from_url(url, **kw)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=30, **kw
+    )
+    return aioredis.Redis(connection_pool=pool)

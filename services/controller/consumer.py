@@ -17,6 +17,7 @@ from services.common import kafka
 from services.controller.worker import ControllerWorker
 
 SCHEMA_VERSION = 1  # newest QuestionEvent schema this controller understands
+MAX_CONCURRENT_QUESTIONS = 48  # per batch; below the Redis pool size (64)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -37,11 +38,16 @@ class Publisher:
         self.producer = producer
         self.pending: list[asyncio.Future[Any]] = []
 
-    async def __call__(self, topic: str, key: str, value: bytes, reason: str | None = None) -> None:
+    async def __call__(
+        self, topic: str, key: str, value: bytes, reason: str | None = None, acked: bool = False
+    ) -> None:
+        """Send; with ``acked``, return only once the broker has acknowledged it."""
         headers = [("reason", reason.encode()[:1000])] if reason is not None else None
-        self.pending.append(
-            await self.producer.send(topic, value, key=key.encode(), headers=headers)
-        )
+        fut = await self.producer.send(topic, value, key=key.encode(), headers=headers)
+        if acked:
+            await fut
+        else:
+            self.pending.append(fut)
 
     async def flush(self) -> None:
         pending, self.pending = self.pending, []
@@ -56,9 +62,19 @@ async def run_controller(
     *,
     stop: asyncio.Event,
     log: Any = None,
+    sweep_interval: float = 5.0,
 ) -> None:
+    loop = asyncio.get_running_loop()
+    next_sweep = loop.time() + sweep_interval
     try:
         while not stop.is_set():
+            if loop.time() >= next_sweep:
+                next_sweep = loop.time() + sweep_interval
+                try:
+                    await worker.sweep()
+                except Exception as exc:  # Redis away: the next batch's retry handles it
+                    if log is not None:
+                        log.warning("sweep failed", error=repr(exc)[:300])
             records = await consumer.getmany(timeout_ms=100, max_records=500)
             # order matters per question only: questions of a batch run concurrently, the
             # events of one question one after the other (hides Redis round trips)
@@ -68,12 +84,51 @@ async def run_controller(
                     ev = await _decode(m, publisher, log)
                     if ev is not None:
                         by_question.setdefault(ev.question_id, []).append((tp.partition, ev))
-            if by_question:
-                await asyncio.gather(*(_run_in_order(worker, evs) for evs in by_question.values()))
-            await publisher.flush()
+            await _process(worker, publisher, by_question, stop, log)
             await kafka.commit_batch(consumer, records)
     finally:
         await worker.close()
+
+
+async def _process(
+    worker: ControllerWorker,
+    publisher: Publisher,
+    by_question: dict[str, list[tuple[int, events_pb2.QuestionEvent]]],
+    stop: asyncio.Event,
+    log: Any,
+) -> None:
+    """Apply a batch; when Redis or Kafka fails underneath, back off, rebuild the worker from
+    Redis under a fresh epoch and apply the whole batch again (every transition is idempotent
+    by sample id, so what already happened is not counted twice). Offsets are committed only
+    after this returns."""
+    backoff = 0.1
+    slots = asyncio.Semaphore(MAX_CONCURRENT_QUESTIONS)
+
+    async def one(evs: list[tuple[int, events_pb2.QuestionEvent]]) -> None:
+        async with slots:
+            await _run_in_order(worker, evs)
+
+    while True:
+        try:
+            async with asyncio.TaskGroup() as tg:  # one failure cancels the batch's other tasks
+                for evs in by_question.values():
+                    tg.create_task(one(evs))
+            await publisher.flush()
+            return
+        except Exception as exc:
+            if log is not None:
+                log.warning("batch failed; rebuilding from redis", error=repr(exc)[:300])
+            while True:
+                if stop.is_set():
+                    raise
+                await asyncio.sleep(backoff)
+                backoff = min(5.0, backoff * 2)
+                try:
+                    await worker.reset()
+                    break
+                except Exception as again:
+                    if log is not None:
+                        log.warning("still failing", error=repr(again)[:300])
 
 
 async def _run_in_order(

@@ -25,7 +25,7 @@ from optscale.types import Question, SamplingParams
 from optscale.v1 import common_pb2, events_pb2
 from services.controller.state import FENCED, RedisStateStore
 
-Publish = Callable[..., Awaitable[None]]  # (topic, key, value, reason=None)
+Publish = Callable[..., Awaitable[None]]  # (topic, key, value, reason=None, acked=False)
 
 
 @dataclass
@@ -122,6 +122,27 @@ class ControllerWorker:
             if o.partition in partitions:
                 await self._drop(q)
         self.partitions -= partitions
+
+    async def sweep(self) -> None:
+        """Liveness: take up any active question of an owned partition that nobody here owns
+        (its events may all have been consumed before a crash), and re-decide owned questions
+        with nothing in flight here. Called by the consumer task between batches."""
+        for part in sorted(self.partitions):
+            for q in await self.store.active(part):
+                o = self.owned.get(q)
+                if o is None:
+                    await self._resume(q)
+                elif not o.leases:
+                    await self._advance(o)
+
+    async def reset(self) -> None:
+        """Forget everything in memory and take every owned partition again under a fresh
+        epoch, from Redis — after an infrastructure error (Redis or Kafka unreachable) left
+        it unknown which writes happened: in-flight leases are cancelled and re-dispatched
+        from the stored counts, exactly as after a failover."""
+        partitions = set(self.partitions)
+        await self.revoke(partitions)
+        await self.assign(partitions)
 
     async def close(self) -> None:
         for q in list(self.owned):
@@ -238,7 +259,8 @@ class ControllerWorker:
         task.add_done_callback(lambda t: o.leases.pop(t, None))
 
     async def _lease(self, req: GenerateRequest, epoch: int) -> None:
-        """Hold the Generate stream open; samples it could not finish become SampleFailed
+        """Hold the Generate stream open; samples it could not finish — the call failed, or
+        the stream ended without them (a generator shutting down) — become SampleFailed
         events (through Kafka, so the partition owner applies them in order)."""
         done: set[str] = set()
         q = req.question_id
@@ -246,6 +268,7 @@ class ControllerWorker:
             async for sid in self.generator.generate(req, epoch=epoch):
                 done.add(sid)
                 self.fail_streak.pop(q, None)
+            why = "generate stream ended without this sample"
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -253,14 +276,15 @@ class ControllerWorker:
             if len(self.fail_streak) > 100_000:
                 del self.fail_streak[next(iter(self.fail_streak))]
             await asyncio.sleep(min(self.retry_cap, self.retry_base * 2 ** (streak - 1)))
-            for i in range(req.k):
-                sid = f"{req.question_id}/{req.first_index + i}"
-                if sid not in done:
-                    ev = events_pb2.QuestionEvent(question_id=req.question_id, schema_version=1)
-                    ev.sample_failed.sample_id = sid
-                    ev.sample_failed.reason = f"generate failed: {exc}"[:500]
-                    ev.sample_failed.epoch = epoch
-                    await self.publish(self.events_topic, req.question_id, ev.SerializeToString())
+            why = f"generate failed: {exc}"
+        for i in range(req.k):
+            sid = f"{q}/{req.first_index + i}"
+            if sid not in done:
+                ev = events_pb2.QuestionEvent(question_id=q, schema_version=1)
+                ev.sample_failed.sample_id = sid
+                ev.sample_failed.reason = why[:500]
+                ev.sample_failed.epoch = epoch
+                await self.publish(self.events_topic, q, ev.SerializeToString())
 
     async def _finish(self, o: Owned, d: Decision | None, status: str, reason: str) -> None:
         self.stopped_at[o.question_id] = time.monotonic()
@@ -297,9 +321,10 @@ class ControllerWorker:
         if correct is not None:
             res.correct = correct
         payload = res.SerializeToString(deterministic=True)
-        # publish before finalizing: a crash in between republishes the same payload (at least
-        # once); finalizing first could lose the result.
-        await self.publish(self.results_topic, o.question_id, payload)
+        # published and acknowledged before finalizing: a crash in between republishes the
+        # same payload (at least once); finalizing first — or before the broker has it —
+        # could lose the result (the chaos test kills a controller exactly there).
+        await self.publish(self.results_topic, o.question_id, payload, acked=True)
         from google.protobuf.json_format import MessageToDict
 
         r = await self.store.finalize(

@@ -19,6 +19,7 @@ class GeneratorConfig:
     device: str = "cpu"  # hf: torch device (cpu, cuda, cuda:1)
     n_threads: int = 0
     seed: int = 0
+    sim_token_delay: float = 0.0  # sim: seconds per decoded token (simulated work in flight)
     grace_seconds: float = 10.0
     log_level: str = "info"
     kafka_bootstrap: str = ""  # set: publish finished candidates to optscale.candidates

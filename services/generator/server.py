@@ -64,7 +64,12 @@ def make_backend(cfg: Any) -> Any:
     if cfg.backend == "sim":
         from services.generator.backends.sim import Backend as Sim
 
-        return Sim(seed=cfg.seed, max_k=cfg.max_k, max_tokens=cfg.max_tokens)
+        return Sim(
+            seed=cfg.seed,
+            token_delay=cfg.sim_token_delay,
+            max_k=cfg.max_k,
+            max_tokens=cfg.max_tokens,
+        )
     if cfg.backend == "llamacpp":
         from services.generator.backends.llamacpp import Backend as Llama
 
