@@ -48,6 +48,7 @@ async def amain(cfg: ControllerConfig) -> None:
         events_topic=kafka.QUESTION_EVENTS,
         defaults=defaults,
         log=log,
+        max_active=cfg.max_active,
     )
     consumer = await kafka.consumer(
         cfg.kafka_bootstrap,

@@ -22,6 +22,7 @@ class ControllerConfig:
     s_min: float = 0.95
     max_tokens: int = 512
     max_questions: int = 1000  # per Submit call
+    max_active: int = 512  # questions sampling at once; more wait their turn (backpressure)
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
     grace_seconds: float = 10.0

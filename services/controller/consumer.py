@@ -86,6 +86,12 @@ async def run_controller(
                         by_question.setdefault(ev.question_id, []).append((tp.partition, ev))
             await _process(worker, publisher, by_question, stop, log)
             await kafka.commit_batch(consumer, records)
+            if worker.waiting:
+                try:
+                    await worker.fill()
+                except Exception as exc:  # Redis away: the sweep or the next batch retries
+                    if log is not None:
+                        log.warning("admission failed", error=repr(exc)[:300])
     finally:
         await worker.close()
 

@@ -87,6 +87,7 @@ class ControllerWorker:
         log: Any = None,
         retry_base: float = 0.2,
         retry_cap: float = 10.0,
+        max_active: int = 512,
     ) -> None:
         self.store = store
         self.generator = generator
@@ -106,6 +107,11 @@ class ControllerWorker:
         # a question after N_max failures, which ends as FAILED when nothing was scored
         self.retry_base, self.retry_cap = retry_base, retry_cap
         self.fail_streak: dict[str, int] = {}
+        # backpressure: at most max_active questions sampling at once; the rest wait (id and
+        # partition only, FIFO; their state is in Redis) and are admitted as others finish
+        self.max_active = max_active
+        self.waiting: dict[str, int] = {}
+        self._admitting = 0
 
     # ------------------------------------------------------------------ ownership
 
@@ -115,13 +121,37 @@ class ControllerWorker:
         self.partitions |= partitions
         for part in sorted(partitions):
             for q in await self.store.active(part):
-                await self._resume(q)
+                await self._admit(q, part)
 
     async def revoke(self, partitions: set[int]) -> None:
         for q, o in list(self.owned.items()):
             if o.partition in partitions:
                 await self._drop(q)
+        for q, part in list(self.waiting.items()):
+            if part in partitions:
+                del self.waiting[q]
         self.partitions -= partitions
+
+    async def _admit(self, q: str, partition: int) -> None:
+        if q in self.owned:
+            return
+        if len(self.owned) + self._admitting >= self.max_active:
+            self.waiting.setdefault(q, partition)
+            return
+        self.waiting.pop(q, None)
+        self._admitting += 1  # a batch admits concurrently: hold the slot across the awaits
+        try:
+            await self._resume(q)
+        finally:
+            self._admitting -= 1
+
+    async def fill(self) -> None:
+        """Admit waiting questions while there is room (the consumer task calls this between
+        batches, so it never races a batch's own handling of the same question)."""
+        while self.waiting and len(self.owned) + self._admitting < self.max_active:
+            q = next(iter(self.waiting))
+            del self.waiting[q]
+            await self._resume(q)
 
     async def sweep(self) -> None:
         """Liveness: take up any active question of an owned partition that nobody here owns
@@ -131,9 +161,11 @@ class ControllerWorker:
             for q in await self.store.active(part):
                 o = self.owned.get(q)
                 if o is None:
-                    await self._resume(q)
+                    if q not in self.waiting:
+                        await self._admit(q, part)
                 elif not o.leases:
                     await self._advance(o)
+        await self.fill()
 
     async def reset(self) -> None:
         """Forget everything in memory and take every owned partition again under a fresh
@@ -184,13 +216,14 @@ class ControllerWorker:
                 await self._reject(q, str(exc), ev.SerializeToString())
                 return
             await self.store.create(q, self.epoch, cfg, partition)
-            await self._owned(q)
+            await self._admit(q, partition)
         elif kind == "scored":
             await self._on_scored(q, ev.scored.scored)
         elif kind == "sample_failed":
             r = await self.store.apply_failure(q, self.epoch, ev.sample_failed.sample_id)
             await self._after_apply(q, r, lambda st: st.failed(1))
         elif kind == "cancelled":
+            self.waiting.pop(q, None)
             o = await self._owned(q)
             if o is not None:
                 await self._finish(o, None, "cancelled", ev.cancelled.reason or "cancelled")
@@ -204,6 +237,7 @@ class ControllerWorker:
             "tokens": c.completion_tokens,
         }
         if q not in self.owned and q not in self.final:
+            self.waiting.pop(q, None)  # scored after a failover: it was sampling already
             await self._resume(q)
         r = await self.store.apply_score(
             q, self.epoch, c.sample_id, sc.score, c.completion_tokens, obs

@@ -180,3 +180,28 @@ async def test_a_dead_generator_is_retried_with_backoff_then_the_question_fails(
         assert r.status == events_pb2.RESULT_STATUS_FAILED and r.samples_failed >= 4
         assert r.samples_used == 0 and r.stop_reason == "failures"
     assert _DownEngine.calls <= 2 * 4  # bounded: no hot loop of re-dispatches
+
+
+async def test_backpressure_caps_questions_sampling_at_once(
+    broker: Proc, redis_server: Proc
+) -> None:
+    async with LocalPipeline(
+        f"127.0.0.1:{broker.port}", f"redis://127.0.0.1:{redis_server.port}/0",
+        Sim(seed=1, token_delay=0.0002), Confidence(), worker_options={"max_active": 3},
+    ) as p:
+        worker = p.controllers[0].worker
+        peak = {"owned": 0, "waiting": 0}
+
+        async def watch() -> None:
+            while True:
+                peak["owned"] = max(peak["owned"], len(worker.owned))
+                peak["waiting"] = max(peak["waiting"], len(worker.waiting))
+                await asyncio.sleep(0.002)
+
+        watcher = asyncio.create_task(watch())
+        ids = [f"bp-{i}" for i in range(20)]
+        await p.submit(ids, "optscale0", 8, 0.9)
+        results = await p.results(set(ids), "t-results-bp", wait_s=120)
+        watcher.cancel()
+    assert sorted({r.question_id for r in results}) == sorted(ids)
+    assert peak["owned"] <= 3 and peak["waiting"] > 0  # the rest waited their turn
