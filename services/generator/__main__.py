@@ -33,7 +33,7 @@ async def amain(cfg: GeneratorConfig) -> None:
                 kafka.CANDIDATES, c.SerializeToString(), key=c.question_id.encode()
             )
 
-    servicer = GeneratorServicer(backend, log, publish)
+    servicer = GeneratorServicer(backend, log, publish, max_inflight=cfg.max_inflight)
     generator_pb2_grpc.add_GeneratorServicer_to_server(servicer, server.server)
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port)

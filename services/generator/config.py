@@ -13,6 +13,7 @@ class GeneratorConfig:
     port: int = 50051
     metrics_port: int = 9091
     max_k: int = 64
+    max_inflight: int = 256  # samples in the engine at once; further calls wait their turn
     max_tokens: int = 4096
     n_ctx: int = 4096
     openai_base_url: str = ""  # openai: the server's /v1 URL (key: OPENAI_API_KEY)

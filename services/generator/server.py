@@ -6,7 +6,8 @@ handler, which closes the backend stream, which aborts every unfinished sample.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from optscale.errors import InvalidArgumentError
@@ -19,11 +20,17 @@ SERVICE = "optscale.v1.Generator"
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
-    def __init__(self, backend: Any, log: Any, publish: Any = None) -> None:
+    def __init__(
+        self, backend: Any, log: Any, publish: Any = None, max_inflight: int = 256
+    ) -> None:
         self.backend = backend
         self.log = log
         self.publish = publish  # async (Candidate) -> None, sends to optscale.candidates
         self.aborted = 0  # samples aborted because their call was cancelled
+        # backpressure: calls wait (in order) until their k samples fit under max_inflight
+        self.max_inflight = max_inflight
+        self.inflight = 0
+        self._room = asyncio.Condition()
 
     async def Generate(
         self, request: generator_pb2.GenerateRequest, context: Any
@@ -39,6 +46,24 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             raise InvalidArgumentError("publish", True, "this generator has no Kafka producer")
         log = self.log.bind(question_id=req.question_id, k=req.k)
         model = str(getattr(self.backend, "model_name", ""))
+        async with self._room:  # a call larger than the whole budget runs alone
+            await self._room.wait_for(
+                lambda: self.inflight == 0 or self.inflight + req.k <= self.max_inflight
+            )
+            self.inflight += req.k
+        inner = self._generate(req, request, log, model)
+        try:
+            async for ev in inner:
+                yield ev
+        finally:
+            await inner.aclose()  # runs its finally now: aborts unfinished samples
+            async with self._room:
+                self.inflight -= req.k
+                self._room.notify_all()
+
+    async def _generate(
+        self, req: Any, request: generator_pb2.GenerateRequest, log: Any, model: str
+    ) -> AsyncGenerator[generator_pb2.GenerateEvent, None]:
         remaining = req.k
         GEN_INFLIGHT.inc(remaining)
         stream = self.backend.generate(req)

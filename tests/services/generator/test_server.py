@@ -108,3 +108,27 @@ async def test_real_model_over_grpc_and_cancel_aborts_within_one_step(
     after = llama.tokens_total - at_cancel
     assert after <= 3, f"{after} tokens decoded after cancel"  # in-flight step + gRPC latency
     assert llama.tokens_after_abort <= 1
+
+
+async def test_calls_beyond_max_inflight_wait_their_turn(serve: Any, log: Any) -> None:
+    servicer = GeneratorServicer(Sim(seed=0, token_delay=0.0005), log, max_inflight=4)
+    ch = await serve(
+        [SERVICE], lambda s: generator_pb2_grpc.add_GeneratorServicer_to_server(servicer, s)
+    )
+    stub = generator_pb2_grpc.GeneratorStub(ch)
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, servicer.inflight)
+            await asyncio.sleep(0.001)
+
+    watcher = asyncio.create_task(watch())
+    async def run(i: int) -> list[Any]:
+        return [ev async for ev in stub.Generate(_req(k=3, question_id=f"q{i}"))]
+
+    outs = await asyncio.gather(*(run(i) for i in range(5)))
+    watcher.cancel()
+    assert [len(o) for o in outs] == [3] * 5  # everything ran, never more than 4 at once
+    assert 3 <= peak <= 4 and servicer.inflight == 0
