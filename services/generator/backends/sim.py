@@ -10,20 +10,16 @@ sample (or ``token_delay`` per token) simulate decoding; cancellation stops it a
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
-import random
 import time
 from collections.abc import AsyncIterator
 
 from optscale.ports import GenerateRequest
 from optscale.types import GeneratedSample
+from services.common.seeded import seeded_rng
 from services.generator.backends.base import sample_id, validate_request
 
-
-def _rng(*parts: object) -> random.Random:
-    h = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return random.Random(int.from_bytes(h[:8], "big"))
+_rng = seeded_rng
 
 
 class Backend:

@@ -10,16 +10,12 @@ load-tested on a CPU machine.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import random
 from collections.abc import Sequence
 
 from optscale.types import GeneratedSample, ScoredSample
+from services.common.seeded import seeded_rng
 
-
-def _rng(*parts: object) -> random.Random:
-    h = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return random.Random(int.from_bytes(h[:8], "big"))
+_rng = seeded_rng
 
 
 class Backend:

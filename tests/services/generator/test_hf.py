@@ -15,6 +15,7 @@ from optscale.errors import InvalidArgumentError
 from optscale.ports import GenerateRequest
 from optscale.types import SamplingParams
 from services.generator.backends.hf import Backend, sample_top_p
+from tests.services.generator.requests import collect, make_request
 
 
 def test_sampler_greedy_at_zero_temperature() -> None:
@@ -46,13 +47,7 @@ def backend() -> Iterator[Backend]:
     b.close()
 
 
-def _req(k: int = 2, max_tokens: int = 24, seed: int | None = 7, **kw: object) -> GenerateRequest:
-    params = SamplingParams(max_tokens=max_tokens, seed=seed)
-    return GenerateRequest("q1", "What is 2 + 3?", k, params, **kw)  # type: ignore[arg-type]
-
-
-async def _collect(backend: Backend, req: GenerateRequest) -> list:
-    return [s async for s in backend.generate(req)]
+_req, _collect = make_request, collect
 
 
 @pytest.mark.model

@@ -13,6 +13,7 @@ from optscale.errors import InvalidArgumentError
 from optscale.ports import GenerateRequest
 from optscale.types import SamplingParams
 from services.generator.backends.llamacpp import Backend
+from tests.services.generator.requests import collect, make_request
 
 pytestmark = pytest.mark.model
 
@@ -24,13 +25,7 @@ def backend() -> Iterator[Backend]:
     b.close()
 
 
-def _req(k: int = 2, max_tokens: int = 24, seed: int | None = 7, **kw: object) -> GenerateRequest:
-    params = SamplingParams(max_tokens=max_tokens, seed=seed)
-    return GenerateRequest("q1", "What is 2 + 3?", k, params, **kw)  # type: ignore[arg-type]
-
-
-async def _collect(backend: Backend, req: GenerateRequest) -> list:
-    return [s async for s in backend.generate(req)]
+_req, _collect = make_request, collect
 
 
 async def test_generates_k_samples_with_ids_tokens_and_logprobs(backend: Backend) -> None:
