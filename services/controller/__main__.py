@@ -32,6 +32,8 @@ async def amain(cfg: ControllerConfig) -> None:
         "alpha": cfg.alpha,
         "s_min": cfg.s_min,
         "max_tokens": cfg.max_tokens,
+        "max_tokens_limit": cfg.max_tokens_limit,
+        "max_n_max": cfg.max_n_max,
     }
     await kafka.ensure_topics(cfg.kafka_bootstrap, cfg.partitions)
     r = redis_client(cfg.redis_url)

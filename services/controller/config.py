@@ -21,6 +21,8 @@ class ControllerConfig:
     alpha: float = 0.9
     s_min: float = 0.95
     max_tokens: int = 512
+    max_tokens_limit: int = 4096  # refuse more at Submit (match the generators' limit)
+    max_n_max: int = 1024  # refuse larger N_max at Submit
     max_questions: int = 1000  # per Submit call
     max_active: int = 512  # questions sampling at once; more wait their turn (backpressure)
     session_timeout_ms: int = 10_000

@@ -38,6 +38,9 @@ class Owned:
     leases: dict[asyncio.Task[None], int] = field(default_factory=dict)
 
 
+MAX_TEXT_CHARS = 30_000  # the generator refuses prompts over 32,000 characters
+
+
 def config_from_submitted(sub: events_pb2.Submitted, defaults: dict[str, Any]) -> dict[str, Any]:
     """Validated, JSON-able question config (raises InvalidArgumentError naming the field)."""
     p = sub.policy
@@ -47,7 +50,7 @@ def config_from_submitted(sub: events_pb2.Submitted, defaults: dict[str, Any]) -
         top_p=sp.top_p or 0.95,
         max_tokens=sp.max_tokens or defaults.get("max_tokens", 512),
         seed=sp.seed if sp.HasField("seed") else None,
-    ).validate()
+    ).validate(max_tokens_limit=defaults.get("max_tokens_limit", 4096))
     cfg = {
         "text": sub.text,
         "reference": sub.reference_answer or None,
@@ -59,10 +62,17 @@ def config_from_submitted(sub: events_pb2.Submitted, defaults: dict[str, Any]) -
         "prior": [p.prior.mu_bar, p.prior.sigma_bar] if p.HasField("prior") else None,
         "sampling": [params.temperature, params.top_p, params.max_tokens, params.seed],
     }
-    if not sub.text.strip():
-        from optscale.errors import InvalidArgumentError
+    from optscale.errors import InvalidArgumentError
 
+    if not sub.text.strip():
         raise InvalidArgumentError("text", sub.text, "must not be empty")
+    if len(sub.text) > MAX_TEXT_CHARS:
+        raise InvalidArgumentError(
+            "text", f"<{len(sub.text)} chars>", f"longer than {MAX_TEXT_CHARS} characters"
+        )
+    limit = defaults.get("max_n_max", 1024)
+    if isinstance(cfg["n_max"], int) and cfg["n_max"] > limit:
+        raise InvalidArgumentError("n_max", cfg["n_max"], f"at most {limit} here")
     policy_from(cfg)  # validates the policy parameters
     return cfg
 
@@ -309,7 +319,8 @@ class ControllerWorker:
             streak = self.fail_streak[q] = self.fail_streak.get(q, 0) + 1
             if len(self.fail_streak) > 100_000:
                 del self.fail_streak[next(iter(self.fail_streak))]
-            await asyncio.sleep(min(self.retry_cap, self.retry_base * 2 ** (streak - 1)))
+            delay = self.retry_base * 2 ** min(streak - 1, 30)
+            await asyncio.sleep(min(self.retry_cap, delay))
             why = f"generate failed: {exc}"
         for i in range(req.k):
             sid = f"{q}/{req.first_index + i}"
