@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from optscale.errors import BackendUnavailableError, InvalidArgumentError, OptScaleError
 from services.common.metrics import LATENCY, REQUESTS
 from services.common.security import Security
+from services.common.taskdump import install_task_dump
 
 T = TypeVar("T")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # request size limit; larger requests: RESOURCE_EXHAUSTED
@@ -35,7 +36,7 @@ class Server:
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
-            ]
+            ],
         )
         self.health = HealthServicer()
         self.names = [*service_names]
@@ -66,11 +67,10 @@ class Server:
 async def serve_forever(server: Server, host: str, port: int, grace: float, log: Any) -> None:
     """Start, log, and wait for SIGTERM/SIGINT; then shut down gracefully."""
     bound = await server.start(host, port)
-    log.info(
-        "serving", host=host, port=bound, services=server.names, **server.security.describe()
-    )
+    log.info("serving", host=host, port=bound, services=server.names, **server.security.describe())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    install_task_dump(loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)

@@ -16,6 +16,7 @@ from services.common.config import from_env
 from services.common.logging import configure
 from services.common.security import Security, redis_client
 from services.common.server import Server
+from services.common.taskdump import install_task_dump
 from services.controller.clients import GrpcGenerator
 from services.controller.config import ControllerConfig
 from services.controller.consumer import Publisher, _Listener, run_controller
@@ -68,11 +69,10 @@ async def amain(cfg: ControllerConfig) -> None:
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port)
     port = await server.start(cfg.host, cfg.port)
-    log.info(
-        "serving", host=cfg.host, port=port, services=server.names, **security.describe()
-    )
+    log.info("serving", host=cfg.host, port=port, services=server.names, **security.describe())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    install_task_dump(loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)

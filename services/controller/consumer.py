@@ -17,7 +17,7 @@ from services.common import kafka
 from services.controller.worker import ControllerWorker
 
 SCHEMA_VERSION = 1  # newest QuestionEvent schema this controller understands
-MAX_CONCURRENT_QUESTIONS = 48  # per batch; below the Redis pool size (64)
+MAX_CONCURRENT_QUESTIONS = 48  # per batch; far below the Redis pool size (512)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -28,7 +28,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.worker.revoke({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self.worker.assign({tp.partition for tp in assigned})
+        try:
+            await self.worker.assign({tp.partition for tp in assigned})
+        except Exception as exc:  # Redis away: ``worker.stale`` stays set, the loop resets
+            if self.worker.log is not None:
+                self.worker.log.warning("partition assignment failed", error=repr(exc)[:300])
 
 
 class Publisher:
@@ -68,6 +72,8 @@ async def run_controller(
     next_sweep = loop.time() + sweep_interval
     try:
         while not stop.is_set():
+            if worker.stale:  # a partition assignment or reset did not complete
+                await _recover(worker, stop, log, 0.1)
             if loop.time() >= next_sweep:
                 next_sweep = loop.time() + sweep_interval
                 try:
@@ -124,17 +130,26 @@ async def _process(
         except Exception as exc:
             if log is not None:
                 log.warning("batch failed; rebuilding from redis", error=repr(exc)[:300])
-            while True:
-                if stop.is_set():
-                    raise
-                await asyncio.sleep(backoff)
-                backoff = min(5.0, backoff * 2)
-                try:
-                    await worker.reset()
-                    break
-                except Exception as again:
-                    if log is not None:
-                        log.warning("still failing", error=repr(again)[:300])
+            if stop.is_set():
+                raise
+            backoff = await _recover(worker, stop, log, backoff)
+
+
+async def _recover(
+    worker: ControllerWorker, stop: asyncio.Event, log: Any, backoff: float
+) -> float:
+    """Back off and :meth:`~ControllerWorker.reset` until it succeeds (or we are stopping);
+    returns the next backoff."""
+    while not stop.is_set():
+        await asyncio.sleep(backoff)
+        backoff = min(5.0, backoff * 2)
+        try:
+            await worker.reset()
+            return backoff
+        except Exception as exc:
+            if log is not None:
+                log.warning("still failing", error=repr(exc)[:300])
+    return backoff
 
 
 async def _run_in_order(

@@ -47,7 +47,7 @@ local epoch = tonumber(ARGV[1])
 if redis.call('EXISTS', h) == 0 then return -2 end
 local cur = tonumber(redis.call('HGET', h, 'epoch'))
 if cur > epoch then return -1 end
-if cur < epoch then
+if cur < epoch or ARGV[2] == '1' then
   redis.call('HSET', h, 'epoch', epoch)
   local done = tonumber(redis.call('HGET', h, 'n_scored')) +
     tonumber(redis.call('HGET', h, 'n_failed'))
@@ -183,8 +183,10 @@ class RedisStateStore:
         args = [epoch, json.dumps(config, sort_keys=True), partition, q, n_max]
         return int(await self._create(keys=keys, args=args)) == 1
 
-    async def claim(self, q: str, epoch: int) -> int:
-        return int(await self._claim(keys=[_h(q)], args=[epoch]))
+    async def claim(self, q: str, epoch: int, *, forget_inflight: bool = False) -> int:
+        """Own ``q`` at ``epoch``. A newer epoch (or ``forget_inflight``, for the owner itself)
+        sets the dispatched count back to what finished: work in flight is considered gone."""
+        return int(await self._claim(keys=[_h(q)], args=[epoch, int(forget_inflight)]))
 
     async def dispatch(self, q: str, epoch: int, k: int, n_max: int) -> int:
         """First sample index of ``k`` new samples, or a negative code (fenced/not active/

@@ -36,8 +36,11 @@ class Owned:
     policy: Policy
     state: QuestionState
     leases: dict[asyncio.Task[None], int] = field(default_factory=dict)
+    idle_sweeps: int = 0  # consecutive sweeps that found nothing in flight here
 
 
+LEASE_RETRIES = 4  # transient Generate failures retried (same sample ids) before failing
+IDLE_SWEEPS_BEFORE_REBUILD = 3  # x the sweep interval (5 s) with nothing in flight
 MAX_TEXT_CHARS = 30_000  # the generator refuses prompts over 32,000 characters
 
 
@@ -122,16 +125,21 @@ class ControllerWorker:
         self.max_active = max_active
         self.waiting: dict[str, int] = {}
         self._admitting = 0
+        self.stale = False  # memory may disagree with Redis: reset() before the next batch
 
     # ------------------------------------------------------------------ ownership
 
     async def assign(self, partitions: set[int]) -> None:
-        """New partitions: take a fresh epoch and resume every active question in them."""
-        self.epoch = await self.store.new_epoch()
+        """New partitions: take a fresh epoch and resume every active question in them.
+        Until that has completed, ``stale`` is set: if Redis fails halfway, the partitions are
+        still known and the consumer loop calls :meth:`reset` until it succeeds."""
+        self.stale = True
         self.partitions |= partitions
+        self.epoch = await self.store.new_epoch()
         for part in sorted(partitions):
             for q in await self.store.active(part):
                 await self._admit(q, part)
+        self.stale = False
 
     async def revoke(self, partitions: set[int]) -> None:
         for q, o in list(self.owned.items()):
@@ -173,8 +181,33 @@ class ControllerWorker:
                 if o is None:
                     if q not in self.waiting:
                         await self._admit(q, part)
-                elif not o.leases:
+                        if q not in self.owned and self.log is not None:
+                            self.log.warning(
+                                "active question not taken up",
+                                question_id=q,
+                                partition=part,
+                                epoch=self.epoch,
+                            )
+                    continue
+                if o.leases:
+                    o.idle_sweeps = 0
+                    continue
+                o.idle_sweeps += 1
+                if o.idle_sweeps < IDLE_SWEEPS_BEFORE_REBUILD:
                     await self._advance(o)
+                    continue
+                # nothing in flight here for a while yet not finished: what it waits for is
+                # lost (or memory disagrees with Redis); rebuild from Redis and re-dispatch
+                self.stats["rebuilt"] = self.stats.get("rebuilt", 0) + 1
+                if self.log is not None:
+                    self.log.warning(
+                        "rebuilding an idle question",
+                        question_id=q,
+                        n_scored=o.state.n_scored,
+                        n_live=o.state.n_live,
+                    )
+                await self._drop(q)
+                await self._resume(q, forget_inflight=True)
         await self.fill()
 
     async def reset(self) -> None:
@@ -182,9 +215,10 @@ class ControllerWorker:
         epoch, from Redis — after an infrastructure error (Redis or Kafka unreachable) left
         it unknown which writes happened: in-flight leases are cancelled and re-dispatched
         from the stored counts, exactly as after a failover."""
+        self.stale = True
         partitions = set(self.partitions)
         await self.revoke(partitions)
-        await self.assign(partitions)
+        await self.assign(partitions)  # clears ``stale`` once everything is taken up again
 
     async def close(self) -> None:
         for q in list(self.owned):
@@ -195,8 +229,8 @@ class ControllerWorker:
         if o is not None:
             await _cancel(o.leases)
 
-    async def _resume(self, q: str) -> Owned | None:
-        if await self.store.claim(q, self.epoch) != 1:
+    async def _resume(self, q: str, *, forget_inflight: bool = False) -> Owned | None:
+        if await self.store.claim(q, self.epoch, forget_inflight=forget_inflight) != 1:
             return None
         sq = await self.store.get(q)
         if sq is None or sq.status != "active":
@@ -303,27 +337,41 @@ class ControllerWorker:
         task.add_done_callback(lambda t: o.leases.pop(t, None))
 
     async def _lease(self, req: GenerateRequest, epoch: int) -> None:
-        """Hold the Generate stream open; samples it could not finish — the call failed, or
-        the stream ended without them (a generator shutting down) — become SampleFailed
-        events (through Kafka, so the partition owner applies them in order)."""
-        done: set[str] = set()
+        """Hold the Generate stream open. When the call fails (a generator restarting), the
+        unfinished samples are asked for again under the same ids after a backoff — an id is
+        applied once, so a retry never counts twice — up to LEASE_RETRIES times; what is
+        still missing then, or what a stream ended without, becomes SampleFailed events
+        (through Kafka, so the partition owner applies them in order)."""
+        import dataclasses
+
         q = req.question_id
-        try:
-            async for sid in self.generator.generate(req, epoch=epoch):
-                done.add(sid)
-                self.fail_streak.pop(q, None)
-            why = "generate stream ended without this sample"
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            streak = self.fail_streak[q] = self.fail_streak.get(q, 0) + 1
-            if len(self.fail_streak) > 100_000:
-                del self.fail_streak[next(iter(self.fail_streak))]
-            delay = self.retry_base * 2 ** min(streak - 1, 30)
-            await asyncio.sleep(min(self.retry_cap, delay))
-            why = f"generate failed: {exc}"
-        for i in range(req.k):
-            sid = f"{q}/{req.first_index + i}"
+        ids = [f"{q}/{req.first_index + i}" for i in range(req.k)]
+        done: set[str] = set()
+        why = "generate stream ended without this sample"
+        for attempt in range(LEASE_RETRIES + 1):
+            missing = [i for i in range(req.k) if ids[i] not in done]
+            if not missing:
+                return
+            try:
+                for first, k in _runs(missing):  # contiguous runs of missing indices
+                    sub = dataclasses.replace(req, first_index=req.first_index + first, k=k)
+                    async for sid in self.generator.generate(sub, epoch=epoch):
+                        done.add(sid)
+                        self.fail_streak.pop(q, None)
+                why = "generate stream ended without this sample"
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                why = f"generate failed: {exc}"
+                if _permanent(exc) or attempt == LEASE_RETRIES:
+                    break
+                streak = self.fail_streak[q] = self.fail_streak.get(q, 0) + 1
+                if len(self.fail_streak) > 100_000:
+                    del self.fail_streak[next(iter(self.fail_streak))]
+                delay = self.retry_base * 2 ** min(streak - 1, 30)
+                await asyncio.sleep(min(self.retry_cap, delay))
+        for sid in ids:
             if sid not in done:
                 ev = events_pb2.QuestionEvent(question_id=q, schema_version=1)
                 ev.sample_failed.sample_id = sid
@@ -402,3 +450,22 @@ async def _cancel(leases: dict[asyncio.Task[None], int]) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await t
     leases.clear()
+
+
+def _runs(indices: list[int]) -> list[tuple[int, int]]:
+    """[(first, length)] of the contiguous runs in sorted ``indices``."""
+    out: list[tuple[int, int]] = []
+    for i in indices:
+        if out and out[-1][0] + out[-1][1] == i:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((i, 1))
+    return out
+
+
+def _permanent(exc: BaseException) -> bool:
+    """A gRPC error that retrying cannot fix (the request itself is wrong)."""
+    import grpc
+
+    code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
+    return code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)

@@ -56,7 +56,7 @@ class Cluster:
             **os.environ,
             "OPTSCALE_KAFKA_BOOTSTRAP": bootstrap,
             "OPTSCALE_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-            "OPTSCALE_LOG_LEVEL": "warning",
+            "OPTSCALE_LOG_LEVEL": os.environ.get("OPTSCALE_CHAOS_LOG_LEVEL", "warning"),
             "OPTSCALE_GENERATOR_BACKEND": "sim",
             "OPTSCALE_GENERATOR_SIM_TOKEN_DELAY": "0.0005",
             "OPTSCALE_GENERATOR_KAFKA_BOOTSTRAP": bootstrap,
@@ -96,8 +96,11 @@ class Cluster:
             env["OPTSCALE_CONTROLLER_PORT"] = str(self.base + 2)
         log = (self.tmp / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{service}"], cwd=ROOT, env=env,
-            stdout=log, stderr=log,
+            [sys.executable, "-m", f"services.{service}"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
         )
 
     def kill(self, name: str) -> float:
@@ -186,8 +189,7 @@ async def _run_batch(
         "results": results,
         "seconds": time.monotonic() - t0,
         # first result after the fault (the batch's total "seconds" vs no-fault is the cost)
-        "recovery_s": None if fault_at is None or recovered_at is None
-        else recovered_at - fault_at,
+        "recovery_s": None if fault_at is None or recovered_at is None else recovered_at - fault_at,
     }
 
 
@@ -198,8 +200,9 @@ def _outcome(r: events_pb2.Result) -> tuple[object, ...]:
 async def _candidates(c: Cluster, prefix: str) -> dict[str, int]:
     """sample id -> how often it is on optscale.candidates, for this batch."""
     assert c.broker is not None
-    cons = await kafka.consumer(f"127.0.0.1:{c.broker.port}", kafka.CANDIDATES,
-                                f"chaos-cands-{prefix}", **GROUP)
+    cons = await kafka.consumer(
+        f"127.0.0.1:{c.broker.port}", kafka.CANDIDATES, f"chaos-cands-{prefix}", **GROUP
+    )
     seen: dict[str, int] = {}
     try:
         idle = 0
@@ -229,8 +232,15 @@ async def _explain_timeout(
             states = [await r.hgetall(f"oq:{{{q}}}:h") for q in missing[:3]]
         finally:
             await r.aclose()
-        pytest.fail(f"{len(missing)} questions without a result, e.g. {missing[:3]}: "
-                    f"{[{k: v for k, v in st.items() if k != 'config'} for st in states]}")
+        logs = {
+            f.stem: f.read_text(errors="replace").splitlines()[-5:]
+            for f in sorted(c.tmp.glob("controller-*.log"))
+        }
+        pytest.fail(
+            f"{len(missing)} questions without a result, e.g. {missing[:3]}: "
+            f"{[{k: v for k, v in st.items() if k != 'config'} for st in states]}; "
+            f"controller logs: {logs}"
+        )
 
 
 async def _check(c: Cluster, run: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -257,11 +267,16 @@ async def _check(c: Cluster, run: dict[str, Any], prefix: str) -> dict[str, Any]
             used.append(res.samples_used)
     finally:
         await r.aclose()
-    return {"questions": len(run["ids"]), "results": len(run["results"]),
-            "duplicate_results": duplicates, "mean_samples": round(statistics.fmean(used), 3),
-            "samples_scored": sum(used), "candidates_on_topic": sum(candidates.values()),
-            "seconds": round(run["seconds"], 1),
-            "recovery_s": None if run["recovery_s"] is None else round(run["recovery_s"], 2)}
+    return {
+        "questions": len(run["ids"]),
+        "results": len(run["results"]),
+        "duplicate_results": duplicates,
+        "mean_samples": round(statistics.fmean(used), 3),
+        "samples_scored": sum(used),
+        "candidates_on_topic": sum(candidates.values()),
+        "seconds": round(run["seconds"], 1),
+        "recovery_s": None if run["recovery_s"] is None else round(run["recovery_s"], 2),
+    }
 
 
 def _restart_later(c: Cluster, name: str, after: float) -> float:

@@ -1,0 +1,110 @@
+"""The controller worker across a Redis outage, on a real redis-server that is killed and
+started again on the same port (AOF on): a reset that fails halfway keeps the partitions it
+owns, and the next reset takes every active question up again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from optscale.v1 import events_pb2
+from services.common.infra import start_redis
+from services.common.security import redis_client
+from services.controller.state import RedisStateStore
+from services.controller.worker import IDLE_SWEEPS_BEFORE_REBUILD, ControllerWorker
+
+pytestmark = pytest.mark.integration
+
+
+class IdleGenerator:
+    """A generator whose streams stay open until cancelled (samples in flight)."""
+
+    async def generate(self, req: Any, *, epoch: int) -> AsyncIterator[str]:
+        await asyncio.Event().wait()
+        yield ""  # pragma: no cover - never reached
+
+
+async def _noop_publish(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+async def test_a_failed_reset_keeps_the_partitions_and_the_next_one_resumes(
+    tmp_path: Path,
+) -> None:
+    redis = start_redis(data_dir=tmp_path / "redis", extra=["--appendfsync", "always"])
+    r = redis_client(f"redis://127.0.0.1:{redis.port}/0")
+    worker = ControllerWorker(
+        RedisStateStore(r),
+        IdleGenerator(),
+        _noop_publish,
+        results_topic="results",
+        events_topic="events",
+    )
+    try:
+        await worker.assign({0, 1})
+        for i in range(4):
+            ev = events_pb2.QuestionEvent(question_id=f"q{i}", schema_version=1)
+            ev.submitted.text = f"question {i}"
+            ev.submitted.policy.n_max = 8
+            await worker.handle(ev, i % 2)
+        assert set(worker.owned) == {"q0", "q1", "q2", "q3"} and not worker.stale
+        epoch = worker.epoch
+
+        redis.proc.kill()
+        redis.proc.wait()
+        with pytest.raises(Exception):  # noqa: B017 - whatever redis-py raises when it is gone
+            await worker.reset()
+        assert worker.stale and worker.partitions == {0, 1} and worker.owned == {}
+
+        redis = start_redis(
+            redis.port, data_dir=tmp_path / "redis", extra=["--appendfsync", "always"]
+        )
+        await worker.reset()
+        assert not worker.stale and worker.epoch > epoch
+        assert set(worker.owned) == {"q0", "q1", "q2", "q3"}
+        assert all(o.leases for o in worker.owned.values())  # re-dispatched
+    finally:
+        await worker.close()
+        await r.aclose()
+        redis.stop()
+
+
+async def test_an_owned_question_with_nothing_in_flight_is_rebuilt_by_the_sweep(
+    redis_server: Any,
+) -> None:
+    r = redis_client(f"redis://127.0.0.1:{redis_server.port}/2")
+    await r.flushdb()
+    worker = ControllerWorker(
+        RedisStateStore(r),
+        IdleGenerator(),
+        _noop_publish,
+        results_topic="results",
+        events_topic="events",
+    )
+    try:
+        await worker.assign({0})
+        ev = events_pb2.QuestionEvent(question_id="lost", schema_version=1)
+        ev.submitted.text = "a question whose samples vanish"
+        ev.submitted.policy.n_max = 8
+        await worker.handle(ev, 0)
+        o = worker.owned["lost"]
+        live = o.state.n_live
+        assert live > 0
+        for t in list(o.leases):  # the streams vanish without a word (no SampleFailed)
+            t.cancel()
+        await asyncio.sleep(0.05)
+        assert not o.leases and o.state.n_live == live  # memory still waits for them
+        for _ in range(IDLE_SWEEPS_BEFORE_REBUILD):
+            await worker.sweep()
+        o = worker.owned["lost"]
+        assert o.leases and worker.stats["rebuilt"] == 1
+        sq = await worker.store.get("lost")
+        # the lost samples no longer count as dispatched; the new ones get fresh ids
+        assert sq is not None and (sq.n_dispatched, sq.next_index) == (live, 2 * live)
+    finally:
+        await worker.close()
+        await r.aclose()
