@@ -90,8 +90,10 @@ def main() -> None:
 
     print(f"score sets: {len(sets)} (n 5..64); baselines timed on the first {k}")
     print(f"{'method':<28}{'ms/fit':>10}{'fits/s':>12}{'mu outside [-1,2]':>20}")
-    print(f"{'ours (projected Newton)':<28}{t_ours * 1e3:>10.4f}{1 / t_ours:>12.0f}"
-          f"{sum(not -1 <= f.mu <= 2 for f in ours):>20}")
+    print(
+        f"{'ours (projected Newton)':<28}{t_ours * 1e3:>10.4f}{1 / t_ours:>12.0f}"
+        f"{sum(not -1 <= f.mu <= 2 for f in ours):>20}"
+    )
     for name, (t, fits) in results.items():
         out = sum(not -1 <= m <= 2 for m, _ in fits)
         print(f"{name:<28}{t * 1e3:>10.4f}{1 / t:>12.0f}{out:>17} / {k}")
@@ -101,9 +103,11 @@ def main() -> None:
         # different, unbounded problem and may reach a higher likelihood by running away).
         inside = [i for i, (m, s) in enumerate(fits) if -1 <= m <= 2 and 1e-3 <= s <= 10]
         diffs = [ours[i].loglik - our_ll(*fits[i], stats[i]) for i in inside]
-        print(f"speed-up vs {name}: {t / t_ours:.1f}x; loglik ours - theirs on the "
-              f"{len(inside)} sets where theirs is inside the bounds: min {min(diffs):+.2e}, "
-              f"max {max(diffs):+.2e}; ours worse by > 1e-6 on {sum(d < -1e-6 for d in diffs)}")
+        print(
+            f"speed-up vs {name}: {t / t_ours:.1f}x; loglik ours - theirs on the "
+            f"{len(inside)} sets where theirs is inside the bounds: min {min(diffs):+.2e}, "
+            f"max {max(diffs):+.2e}; ours worse by > 1e-6 on {sum(d < -1e-6 for d in diffs)}"
+        )
     print(f"not converged (ours): {sum(not f.converged for f in ours)} of {len(ours)}")
 
 

@@ -34,8 +34,11 @@ async def main(questions: int, max_active: int) -> None:
     samples: list[tuple[float, int, float]] = []  # (time, results so far, RSS)
     try:
         async with LocalPipeline(
-            f"127.0.0.1:{broker.port}", f"redis://127.0.0.1:{rs.port}/0", Sim(seed=0),
-            Confidence(), worker_options={"max_active": max_active},
+            f"127.0.0.1:{broker.port}",
+            f"redis://127.0.0.1:{rs.port}/0",
+            Sim(seed=0),
+            Confidence(),
+            worker_options={"max_active": max_active},
         ) as p:
             worker = p.controllers[0].worker
             before = rss_mib()
@@ -60,12 +63,18 @@ async def main(questions: int, max_active: int) -> None:
         first = sum(r for _, _, r in samples[:quarter]) / quarter
         last = sum(r for _, _, r in samples[-quarter:]) / quarter
         done = len({r.question_id for r in results})
-        print(f"questions {questions} (results {done}), max_active {max_active}, "
-              f"peak questions sampling at once {peak_owned}, {samples[-1][0]:.0f} s")
-        print(f"RSS MiB: before {before:.0f}, after submitting {submitted:.0f}, "
-              f"peak {max(r for _, _, r in samples):.0f}, end {end:.0f}")
-        print(f"RSS first quarter {first:.0f} MiB -> last quarter {last:.0f} MiB: "
-              f"{(last - first) / questions * 1000:+.2f} MiB per 1,000 questions")
+        print(
+            f"questions {questions} (results {done}), max_active {max_active}, "
+            f"peak questions sampling at once {peak_owned}, {samples[-1][0]:.0f} s"
+        )
+        print(
+            f"RSS MiB: before {before:.0f}, after submitting {submitted:.0f}, "
+            f"peak {max(r for _, _, r in samples):.0f}, end {end:.0f}"
+        )
+        print(
+            f"RSS first quarter {first:.0f} MiB -> last quarter {last:.0f} MiB: "
+            f"{(last - first) / questions * 1000:+.2f} MiB per 1,000 questions"
+        )
     finally:
         rs.stop()
         broker.stop()

@@ -48,39 +48,58 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=512, help="for the throughput figure")
     a = ap.parse_args()
     p = TrainedPredictor(DEFAULT_MODEL_DIR)
-    print(f"predictor {DEFAULT_MODEL_DIR}: {throughput(p, a.questions):.0f} questions/s "
-          f"(CPU, batches of 64, {a.questions} MATH train questions)")
+    print(
+        f"predictor {DEFAULT_MODEL_DIR}: {throughput(p, a.questions):.0f} questions/s "
+        f"(CPU, batches of 64, {a.questions} MATH train questions)"
+    )
     for path in pools_to_run(a.pools):
         pool = read_pool(path)
         dev, test = split_pool(pool)
         with_text = [q for q in test.questions if q.question]
-        print(f"\n== {pool.name}: test {len(test.questions)} questions, "
-              f"{len(with_text)} with text")
+        print(f"\n== {pool.name}: test {len(test.questions)} questions, {len(with_text)} with text")
         if len(dev.questions) < 2 or len(with_text) < 2:
             print("   too few questions (or no question texts) for this comparison; skipped")
             continue
         n = min(16, pool.min_samples)
         cal = calibrate(dev, n_max=n, orders=min(a.orders, 50))
-        trained = dict(zip((q.question_id for q in with_text),
-                           p.predict_sync([q.question or "" for q in with_text]), strict=True))
+        trained = dict(
+            zip(
+                (q.question_id for q in with_text),
+                p.predict_sync([q.question or "" for q in with_text]),
+                strict=True,
+            )
+        )
         mu_c = statistics.fmean(m for m, _ in trained.values())
         sd_c = statistics.fmean(s for _, s in trained.values())
-        print(f"   dev-chosen alpha={cal.alpha} s_min={cal.s_min}; trained prior mean "
-              f"mu {mu_c:.3f} sigma {sd_c:.3f}")
+        print(
+            f"   dev-chosen alpha={cal.alpha} s_min={cal.s_min}; trained prior mean "
+            f"mu {mu_c:.3f} sigma {sd_c:.3f}"
+        )
         rows = []
-        for label, priors in (("OptScale^0", None), ("OptScale^t trained", trained),
-                              ("OptScale^t constant", {q: (mu_c, sd_c) for q in trained})):
+        for label, priors in (
+            ("OptScale^0", None),
+            ("OptScale^t trained", trained),
+            ("OptScale^t constant", {q: (mu_c, sd_c) for q in trained}),
+        ):
             policies = ("bon", "optscale0") if priors is None else ("bon", "optscalet")
-            cfg = ReplayConfig(policies=policies, n_max=(n,), orders=a.orders, alpha=cal.alpha,
-                               s_min=cal.s_min, priors=priors)
+            cfg = ReplayConfig(
+                policies=policies,
+                n_max=(n,),
+                orders=a.orders,
+                alpha=cal.alpha,
+                s_min=cal.s_min,
+                priors=priors,
+            )
             res = replay(test, cfg)
             rows.append((label, res.cell(policies[1], n), res.cell("bon", n)))
         bon = rows[0][2]
         print(f"   N_max={n}: BoN acc {bon.accuracy:.3f}, {bon.tokens_per_question:.0f} tok/q")
         for label, c, _ in rows:
-            print(f"     {label:20s} acc {c.accuracy:.3f} ({c.accuracy - bon.accuracy:+.3f}), "
-                  f"{c.tokens_per_question:.0f} tok/q = "
-                  f"{c.tokens_per_question / bon.tokens_per_question:.2f}x BoN")
+            print(
+                f"     {label:20s} acc {c.accuracy:.3f} ({c.accuracy - bon.accuracy:+.3f}), "
+                f"{c.tokens_per_question:.0f} tok/q = "
+                f"{c.tokens_per_question / bon.tokens_per_question:.2f}x BoN"
+            )
 
 
 if __name__ == "__main__":

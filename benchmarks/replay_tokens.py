@@ -37,14 +37,18 @@ def main() -> None:
         pool = read_pool(path)
         dev, test = split_pool(pool)
         ns = sorted({n for n in (16, pool.min_samples) if n <= pool.min_samples})
-        print(f"\n== {pool.name}: {len(pool.questions)} questions (dev {len(dev.questions)}, "
-              f"test {len(test.questions)}), {pool.min_samples}+ samples each")
+        print(
+            f"\n== {pool.name}: {len(pool.questions)} questions (dev {len(dev.questions)}, "
+            f"test {len(test.questions)}), {pool.min_samples}+ samples each"
+        )
         if len(dev.questions) < 2 or len(test.questions) < 2:
             print("   too few questions for a dev/test split; skipped")
             continue
         cal = calibrate(dev, n_max=max(ns), orders=min(a.orders, 50))
-        print(f"   dev-chosen alpha={cal.alpha} s_min={cal.s_min} "
-              f"(dev: acc {cal.accuracy:.3f} vs BoN {cal.bon_accuracy:.3f})")
+        print(
+            f"   dev-chosen alpha={cal.alpha} s_min={cal.s_min} "
+            f"(dev: acc {cal.accuracy:.3f} vs BoN {cal.bon_accuracy:.3f})"
+        )
         priors = None
         policies = ["bon", "optscale0", "oracle"]
         if a.priors:
@@ -52,17 +56,25 @@ def main() -> None:
 
             priors = predictor_priors(test, None)
             policies.insert(2, "optscalet")
-        cfg = ReplayConfig(policies=tuple(policies), n_max=tuple(ns), orders=a.orders,
-                           alpha=cal.alpha, s_min=cal.s_min, priors=priors)
+        cfg = ReplayConfig(
+            policies=tuple(policies),
+            n_max=tuple(ns),
+            orders=a.orders,
+            alpha=cal.alpha,
+            s_min=cal.s_min,
+            priors=priors,
+        )
         res = replay(test, cfg)
         for n in ns:
             bon = res.cell("bon", n)
             print(f"   N_max={n}: BoN acc {bon.accuracy:.3f}, {bon.tokens_per_question:.0f} tok/q")
             for p in policies[1:]:
                 c = res.cell(p, n)
-                print(f"     {p:10s} acc {c.accuracy:.3f} ({c.accuracy - bon.accuracy:+.3f}), "
-                      f"{c.tokens_per_question:.0f} tok/q = "
-                      f"{c.tokens_per_question / bon.tokens_per_question:.2f}x BoN")
+                print(
+                    f"     {p:10s} acc {c.accuracy:.3f} ({c.accuracy - bon.accuracy:+.3f}), "
+                    f"{c.tokens_per_question:.0f} tok/q = "
+                    f"{c.tokens_per_question / bon.tokens_per_question:.2f}x BoN"
+                )
 
 
 if __name__ == "__main__":
