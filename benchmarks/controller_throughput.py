@@ -1,13 +1,18 @@
 """Score events per second through one controller, real broker + redis-server, and the p99
 latency from consuming a score event to the dispatch/stop decision.
 
-    .venv/bin/python benchmarks/controller_throughput.py [--questions 500] [--n-max 16]
+    .venv/bin/python benchmarks/controller_throughput.py [--questions 500] [--n-max 16] [--compare]
 
 Starts Tansu and redis-server on loopback, produces ``questions`` Submitted events followed by
 ``n_max`` Scored events each (sim score distributions), then runs one controller (the real
 Kafka loop, Redis Lua transitions and policy decisions) until every question is final. The
 generator is a no-op lease holder (this measures the controller, not generation). Also
 measures the broker's raw consume rate of the same topic in the same run and prints the ratio.
+Decision latency: from the worker starting on a score event to the policy's stop/dispatch
+decision (the ``optscale_controller_decision_seconds`` histogram); carrying a stop out (cancel,
+publish the result and wait for the broker's ack, finalize) is reported separately.
+``--compare`` also runs the controller with one Redis call per round trip (no auto-pipelining)
+on the same events and prints the ratio.
 Targets: >= 5,000 events/s, p99 <= 10 ms.
 """
 
@@ -85,7 +90,54 @@ async def raw_consume(bootstrap: str, total: int) -> float:
     return got / dt
 
 
-async def main(questions: int, n_max: int, seed: int) -> None:
+async def run_controller_once(
+    bootstrap: str, redis_port: int, total: int, group: str, autopipeline: bool
+) -> dict[str, Any]:
+    """One controller (fresh Redis db, fresh consumer group) over the produced events."""
+    r = aioredis.from_url(f"redis://127.0.0.1:{redis_port}/0", decode_responses=True)
+    await r.flushdb()
+    producer = await kafka.producer(bootstrap)
+    pub = Publisher(producer)
+    store = RedisStateStore(r, autopipeline=autopipeline)
+    w = Timed(store, Lease(), pub, results_topic=kafka.RESULTS, events_topic=kafka.QUESTION_EVENTS)
+    w.latencies = []
+    cons = await kafka.consumer(
+        bootstrap,
+        kafka.QUESTION_EVENTS,
+        group,
+        listener=_Listener(w),
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=300,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_controller(w, cons, pub, stop=stop))
+    while w.stats["events"] == 0:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    t0 = time.perf_counter()
+    while w.stats["events"] < total:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    dt = time.perf_counter() - t0
+    stop.set()
+    await task
+    await kafka.stop_quietly(cons, producer)
+    in_redis = len(await r.keys("oq:{*}:h"))
+    await r.aclose()
+    lat, dec = sorted(w.latencies), sorted(w.decisions)
+    return {
+        "rate": total / dt,
+        "p50": statistics.median(dec) * 1000,
+        "p99": dec[int(0.99 * (len(dec) - 1))] * 1000,
+        "handled_p99": lat[int(0.99 * (len(lat) - 1))] * 1000,
+        "applied": w.stats["applied"],
+        "late": w.stats["late"],
+        "in_redis": in_redis,
+        "calls_per_trip": (
+            store.pipeline.calls / max(1, store.pipeline.round_trips) if store.pipeline else 1.0
+        ),
+    }
+
+
+async def main(questions: int, n_max: int, seed: int, compare: bool) -> None:
     broker, rs = start_broker(), start_redis()
     try:
         bootstrap = f"127.0.0.1:{broker.port}"
@@ -93,56 +145,34 @@ async def main(questions: int, n_max: int, seed: int) -> None:
         scored = await produce(bootstrap, questions, n_max, seed)
         total = scored + questions
         raw_rate = await raw_consume(bootstrap, total)
-        r = aioredis.from_url(f"redis://127.0.0.1:{rs.port}/0", decode_responses=True)
-        producer = await kafka.producer(bootstrap)
-        pub = Publisher(producer)
-        w = Timed(
-            RedisStateStore(r),
-            Lease(),
-            pub,
-            results_topic=kafka.RESULTS,
-            events_topic=kafka.QUESTION_EVENTS,
-        )
-        w.latencies = []
-        cons = await kafka.consumer(
-            bootstrap,
-            kafka.QUESTION_EVENTS,
-            "bench-controller",
-            listener=_Listener(w),
-            session_timeout_ms=2000,
-            heartbeat_interval_ms=300,
-        )
-        stop = asyncio.Event()
-        task = asyncio.create_task(run_controller(w, cons, pub, stop=stop))
-        while w.stats["events"] == 0:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        t0 = time.perf_counter()
-        while w.stats["events"] < total:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        dt = time.perf_counter() - t0
-        stop.set()
-        await task
-        await kafka.stop_quietly(cons, producer)
-        done = sum([1 for _ in await r.keys("oq:{*}:h")])
-        await r.aclose()
-        lat = sorted(w.latencies)
-        p99 = lat[int(0.99 * (len(lat) - 1))] * 1000
-        rate = total / dt
-        print(
-            f"events {total} ({questions} questions x (1 submit + {n_max} scores)); "
-            f"applied {w.stats['applied']}, late {w.stats['late']}, questions in redis {done}"
-        )
-        print(
-            f"controller: {rate:,.0f} events/s; decision latency p50 "
-            f"{statistics.median(lat) * 1000:.2f} ms, p99 {p99:.2f} ms"
-        )
+        modes = [("one call per round trip", False)] if compare else []
+        modes.append(("auto-pipelined (default)", True))
+        runs = {}
+        for i, (name, auto) in enumerate(modes):
+            m = runs[name] = await run_controller_once(
+                bootstrap, rs.port, total, f"bench-controller-{i}", auto
+            )
+            print(
+                f"{name}: {m['rate']:,.0f} events/s; decision latency p50 {m['p50']:.2f} ms, "
+                f"p99 {m['p99']:.2f} ms (event fully handled, incl. publishing a result: p99 "
+                f"{m['handled_p99']:.2f} ms); {m['calls_per_trip']:.1f} Redis calls per round "
+                f"trip; applied {m['applied']}, late {m['late']}, questions {m['in_redis']}"
+            )
+        m = runs[modes[-1][0]]
+        print(f"events {total} ({questions} questions x (1 submit + {n_max} scores))")
         print(
             f"broker raw consume: {raw_rate:,.0f} events/s; controller / raw = "
-            f"{rate / raw_rate:.3f}x"
+            f"{m['rate'] / raw_rate:.3f}x"
         )
+        if compare:
+            base = runs[modes[0][0]]
+            print(
+                f"auto-pipelined / one call per trip: {m['rate'] / base['rate']:.2f}x events/s, "
+                f"{m['p99'] / base['p99']:.2f}x p99"
+            )
         print(
-            f"targets: >= 5,000 events/s ({'met' if rate >= 5000 else 'NOT met'}), "
-            f"p99 <= 10 ms ({'met' if p99 <= 10 else 'NOT met'})"
+            f"targets: >= 5,000 events/s ({'met' if m['rate'] >= 5000 else 'NOT met'}), "
+            f"p99 <= 10 ms ({'met' if m['p99'] <= 10 else 'NOT met'})"
         )
     finally:
         broker.stop()
@@ -154,5 +184,8 @@ if __name__ == "__main__":
     ap.add_argument("--questions", type=int, default=500)
     ap.add_argument("--n-max", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--compare", action="store_true", help="also run without auto-pipelining, print ratio"
+    )
     a = ap.parse_args()
-    asyncio.run(main(a.questions, a.n_max, a.seed))
+    asyncio.run(main(a.questions, a.n_max, a.seed, a.compare))

@@ -17,3 +17,17 @@ VERIFIER_BATCH = Histogram(
 PREDICTOR_BATCH = Histogram(
     "optscale_predictor_batch_size", "questions per predictor batch", buckets=_SIZES
 )
+CONTROLLER_ACTIVE = Gauge(
+    "optscale_controller_active_questions", "questions this controller is sampling for"
+)
+CONTROLLER_WAITING = Gauge(
+    "optscale_controller_waiting_questions", "questions admitted later (backpressure)"
+)
+CONTROLLER_EVENTS = Counter(
+    "optscale_controller_events_total", "question events handled", ["type", "outcome"]
+)
+CONTROLLER_DECISION = Histogram(
+    "optscale_controller_decision_seconds",
+    "from handling a score/failure event to the policy's stop/dispatch decision",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)

@@ -20,6 +20,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from services.controller.autopipeline import AutoPipeline
+
 FENCED = -1
 
 _PRE = """
@@ -165,14 +167,22 @@ def _keys(q: str) -> tuple[str, str, str, str]:
 class RedisStateStore:
     """The controller's state port over redis-py asyncio (``decode_responses=True``)."""
 
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: Any, *, autopipeline: bool = True) -> None:
+        """With ``autopipeline`` (the default), transitions issued concurrently share one
+        round trip (:mod:`services.controller.autopipeline`)."""
         self.r = redis
+        self.pipeline = AutoPipeline(redis) if autopipeline else None
         self._create = redis.register_script(CREATE)
         self._claim = redis.register_script(CLAIM)
         self._dispatch = redis.register_script(DISPATCH)
         self._score = redis.register_script(APPLY_SCORE)
         self._fail = redis.register_script(APPLY_FAILURE)
         self._finalize = redis.register_script(FINALIZE)
+
+    async def _run(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
+        if self.pipeline is None:
+            return await script(keys=keys, args=args)
+        return await self.pipeline.run(script, keys, args)
 
     async def new_epoch(self) -> int:
         return int(await self.r.incr("oq:epoch"))
@@ -181,17 +191,17 @@ class RedisStateStore:
         keys = [_h(q), f"oq:active:{partition}"]
         n_max = int(config.get("n_max") or 0)
         args = [epoch, json.dumps(config, sort_keys=True), partition, q, n_max]
-        return int(await self._create(keys=keys, args=args)) == 1
+        return int(await self._run(self._create, keys, args)) == 1
 
     async def claim(self, q: str, epoch: int, *, forget_inflight: bool = False) -> int:
         """Own ``q`` at ``epoch``. A newer epoch (or ``forget_inflight``, for the owner itself)
         sets the dispatched count back to what finished: work in flight is considered gone."""
-        return int(await self._claim(keys=[_h(q)], args=[epoch, int(forget_inflight)]))
+        return int(await self._run(self._claim, [_h(q)], [epoch, int(forget_inflight)]))
 
     async def dispatch(self, q: str, epoch: int, k: int, n_max: int) -> int:
         """First sample index of ``k`` new samples, or a negative code (fenced/not active/
         over N_max)."""
-        return int(await self._dispatch(keys=[_h(q)], args=[epoch, k, n_max]))
+        return int(await self._run(self._dispatch, [_h(q)], [epoch, k, n_max]))
 
     async def apply_score(
         self, q: str, epoch: int, sample_id: str, score: float, tokens: int, obs: dict[str, Any]
@@ -199,18 +209,18 @@ class RedisStateStore:
         """1 applied, 0 duplicate, 2 late (question final, or N_max scores already: recorded
         only), -1 fenced."""
         args = [epoch, sample_id, repr(float(score)), int(tokens), json.dumps(obs)]
-        return int(await self._score(keys=list(_keys(q)), args=args))
+        return int(await self._run(self._score, list(_keys(q)), args))
 
     async def apply_failure(self, q: str, epoch: int, sample_id: str) -> int:
         h, applied, _, _ = _keys(q)
-        return int(await self._fail(keys=[h, applied], args=[epoch, sample_id]))
+        return int(await self._run(self._fail, [h, applied], [epoch, sample_id]))
 
     async def finalize(
         self, q: str, epoch: int, status: str, result: dict[str, Any], partition: int
     ) -> int:
         keys = [_h(q), f"oq:active:{partition}"]
         args = [epoch, status, json.dumps(result, sort_keys=True), q]
-        return int(await self._finalize(keys=keys, args=args))
+        return int(await self._run(self._finalize, keys, args))
 
     async def active(self, partition: int) -> list[str]:
         return sorted(await self.r.smembers(f"oq:active:{partition}"))

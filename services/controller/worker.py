@@ -10,7 +10,9 @@ which are the leases on in-flight samples.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import contextvars
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +25,12 @@ from optscale.solve import build_prompt
 from optscale.stats import GaussianPrior
 from optscale.types import Question, SamplingParams
 from optscale.v1 import common_pb2, events_pb2
+from services.common.metrics import (
+    CONTROLLER_ACTIVE,
+    CONTROLLER_DECISION,
+    CONTROLLER_EVENTS,
+    CONTROLLER_WAITING,
+)
 from services.controller.state import FENCED, RedisStateStore
 
 Publish = Callable[..., Awaitable[None]]  # (topic, key, value, reason=None, acked=False)
@@ -41,7 +49,15 @@ class Owned:
 
 LEASE_RETRIES = 4  # transient Generate failures retried (same sample ids) before failing
 IDLE_SWEEPS_BEFORE_REBUILD = 3  # x the sweep interval (5 s) with nothing in flight
-MAX_TEXT_CHARS = 30_000  # the generator refuses prompts over 32,000 characters
+MAX_TEXT_CHARS = 30_000
+# when the event being handled arrived (perf_counter), for the decision-latency histogram
+_EVENT_T0: contextvars.ContextVar[float | None] = contextvars.ContextVar("event_t0", default=None)
+_OUTCOMES = {
+    1: "applied",
+    0: "duplicate",
+    2: "late",
+    FENCED: "fenced",
+}  # the generator refuses prompts over 32,000 characters
 
 
 def config_from_submitted(sub: events_pb2.Submitted, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -126,6 +142,8 @@ class ControllerWorker:
         self.waiting: dict[str, int] = {}
         self._admitting = 0
         self.stale = False  # memory may disagree with Redis: reset() before the next batch
+        # seconds from handling an event to the decision it led to (the last 10,000)
+        self.decisions: collections.deque[float] = collections.deque(maxlen=10_000)
 
     # ------------------------------------------------------------------ ownership
 
@@ -252,21 +270,34 @@ class ControllerWorker:
     async def handle(self, ev: events_pb2.QuestionEvent, partition: int) -> None:
         self.stats["events"] += 1
         kind = ev.WhichOneof("event")
+        timed = kind in ("scored", "sample_failed")
+        token = _EVENT_T0.set(time.perf_counter() if timed else None)
+        try:
+            await self._handle(ev, kind, partition)
+        finally:
+            _EVENT_T0.reset(token)
+            CONTROLLER_ACTIVE.set(len(self.owned))
+            CONTROLLER_WAITING.set(len(self.waiting))
+
+    async def _handle(self, ev: events_pb2.QuestionEvent, kind: str | None, partition: int) -> None:
         q = ev.question_id
         if kind == "submitted":
             try:
                 cfg = config_from_submitted(ev.submitted, self.defaults)
             except OptScaleError as exc:
+                CONTROLLER_EVENTS.labels(kind, "rejected").inc()
                 await self._reject(q, str(exc), ev.SerializeToString())
                 return
-            await self.store.create(q, self.epoch, cfg, partition)
+            created = await self.store.create(q, self.epoch, cfg, partition)
+            CONTROLLER_EVENTS.labels(kind, "applied" if created else "duplicate").inc()
             await self._admit(q, partition)
         elif kind == "scored":
             await self._on_scored(q, ev.scored.scored)
         elif kind == "sample_failed":
             r = await self.store.apply_failure(q, self.epoch, ev.sample_failed.sample_id)
-            await self._after_apply(q, r, lambda st: st.failed(1))
+            await self._after_apply(q, r, "sample_failed", lambda st: st.failed(1))
         elif kind == "cancelled":
+            CONTROLLER_EVENTS.labels(kind, "applied").inc()
             self.waiting.pop(q, None)
             o = await self._owned(q)
             if o is not None:
@@ -287,11 +318,12 @@ class ControllerWorker:
             q, self.epoch, c.sample_id, sc.score, c.completion_tokens, obs
         )
         ob = Observation(c.sample_id, c.answer or None, sc.score, c.completion_tokens)
-        await self._after_apply(q, r, lambda st: st.observe(ob))
+        await self._after_apply(q, r, "scored", lambda st: st.observe(ob))
 
     async def _after_apply(
-        self, q: str, r: int, update: Callable[[QuestionState], QuestionState]
+        self, q: str, r: int, kind: str, update: Callable[[QuestionState], QuestionState]
     ) -> None:
+        CONTROLLER_EVENTS.labels(kind, _OUTCOMES.get(r, "other")).inc()
         if r == 1:
             self.stats["applied"] += 1
             o = self.owned.get(q)
@@ -312,6 +344,11 @@ class ControllerWorker:
 
     async def _advance(self, o: Owned) -> None:
         d = o.policy.decide(o.state)
+        t0 = _EVENT_T0.get()
+        if t0 is not None:  # this decision answers an event (not a resume or sweep)
+            self.decisions.append(time.perf_counter() - t0)
+            CONTROLLER_DECISION.observe(self.decisions[-1])
+            _EVENT_T0.set(None)
         if d.stop:
             await self._finish(o, d, "done", d.reason)
             return

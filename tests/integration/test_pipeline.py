@@ -35,6 +35,8 @@ async def stack(broker: Proc, redis_server: Proc) -> AsyncIterator[LocalPipeline
 
 async def test_optscale_batch(stack: LocalPipeline) -> None:
     assert stack.store is not None and stack.generator is not None
+    applied_before = _metric("optscale_controller_events_total", type="scored", outcome="applied")
+    decisions_before = _metric("optscale_controller_decision_seconds_count")
     ids = [f"batch-{i}" for i in range(40)]
     await stack.submit(ids, "optscale0", 16, 0.9)
     results = await stack.results(set(ids), "t-results-1")
@@ -60,6 +62,16 @@ async def test_optscale_batch(stack: LocalPipeline) -> None:
         f"aborted at the generator {stack.generator.aborted}"
     )
     assert samples < 16 * len(ids)
+    # the controller's Prometheus metrics saw every applied score and a decision for each
+    applied = _metric("optscale_controller_events_total", type="scored", outcome="applied")
+    assert applied - applied_before == samples
+    assert _metric("optscale_controller_decision_seconds_count") - decisions_before >= samples
+
+
+def _metric(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def test_duplicate_and_late_scores_change_nothing(stack: LocalPipeline) -> None:
@@ -171,8 +183,11 @@ async def test_a_dead_generator_is_retried_with_backoff_then_the_question_fails(
     _DownEngine.calls = 0
     options = {"retry_base": 0.05, "retry_cap": 0.2}
     async with LocalPipeline(
-        f"127.0.0.1:{broker.port}", f"redis://127.0.0.1:{redis_server.port}/0",
-        _DownEngine(), Confidence(), worker_options=options,
+        f"127.0.0.1:{broker.port}",
+        f"redis://127.0.0.1:{redis_server.port}/0",
+        _DownEngine(),
+        Confidence(),
+        worker_options=options,
     ) as p:
         await p.submit(["down-0", "down-1"], "optscale0", 4, 0.9)
         results = await p.results({"down-0", "down-1"}, "t-results-down", wait_s=60)
@@ -188,8 +203,11 @@ async def test_backpressure_caps_questions_sampling_at_once(
     broker: Proc, redis_server: Proc
 ) -> None:
     async with LocalPipeline(
-        f"127.0.0.1:{broker.port}", f"redis://127.0.0.1:{redis_server.port}/0",
-        Sim(seed=1, token_delay=0.0002), Confidence(), worker_options={"max_active": 3},
+        f"127.0.0.1:{broker.port}",
+        f"redis://127.0.0.1:{redis_server.port}/0",
+        Sim(seed=1, token_delay=0.0002),
+        Confidence(),
+        worker_options={"max_active": 3},
     ) as p:
         worker = p.controllers[0].worker
         peak = {"owned": 0, "waiting": 0}
