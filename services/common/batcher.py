@@ -46,8 +46,10 @@ class MicroBatcher(Generic[I, O]):
         return list(await asyncio.gather(*futs))
 
     async def _loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
+        # runs while there is work and ends when idle (submit_many starts it again): no task is
+        # left pending on an empty queue when the server stops
+        while not self._queue.empty():
+            batch = [self._queue.get_nowait()]
             deadline = asyncio.get_running_loop().time() + self.max_wait
             while len(batch) < self.max_batch:
                 timeout = deadline - asyncio.get_running_loop().time()
