@@ -32,18 +32,22 @@ async def _noop_publish(*args: Any, **kwargs: Any) -> None:
     return None
 
 
-async def test_a_failed_reset_keeps_the_partitions_and_the_next_one_resumes(
-    tmp_path: Path,
-) -> None:
-    redis = start_redis(data_dir=tmp_path / "redis", extra=["--appendfsync", "always"])
-    r = redis_client(f"redis://127.0.0.1:{redis.port}/0")
-    worker = ControllerWorker(
+def _worker(r: Any) -> ControllerWorker:
+    return ControllerWorker(
         RedisStateStore(r),
         IdleGenerator(),
         _noop_publish,
         results_topic="results",
         events_topic="events",
     )
+
+
+async def test_a_failed_reset_keeps_the_partitions_and_the_next_one_resumes(
+    tmp_path: Path,
+) -> None:
+    redis = start_redis(data_dir=tmp_path / "redis", extra=["--appendfsync", "always"])
+    r = redis_client(f"redis://127.0.0.1:{redis.port}/0")
+    worker = _worker(r)
     try:
         await worker.assign({0, 1})
         for i in range(4):
@@ -78,13 +82,7 @@ async def test_an_owned_question_with_nothing_in_flight_is_rebuilt_by_the_sweep(
 ) -> None:
     r = redis_client(f"redis://127.0.0.1:{redis_server.port}/2")
     await r.flushdb()
-    worker = ControllerWorker(
-        RedisStateStore(r),
-        IdleGenerator(),
-        _noop_publish,
-        results_topic="results",
-        events_topic="events",
-    )
+    worker = _worker(r)
     try:
         await worker.assign({0})
         ev = events_pb2.QuestionEvent(question_id="lost", schema_version=1)
