@@ -24,8 +24,9 @@ TARGETS = ["base", "overlays/cpu", "overlays/gpu"]
 
 
 def render(target: str) -> list[dict[str, Any]]:
-    out = subprocess.run([str(KUBECTL), "kustomize", str(K8S / target)], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [str(KUBECTL), "kustomize", str(K8S / target)], check=True, capture_output=True, text=True
+    ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
@@ -43,7 +44,11 @@ def test_overlay_renders_and_validates(target: str) -> None:
         validate(d)
     deployments = [d for d in docs if d["kind"] == "Deployment"]
     assert {d["metadata"]["name"] for d in deployments} == {
-        "optscale-generator", "optscale-verifier", "optscale-predictor", "optscale-controller"}
+        "optscale-generator",
+        "optscale-verifier",
+        "optscale-predictor",
+        "optscale-controller",
+    }
     for d in deployments:
         pod = d["spec"]["template"]["spec"]
         c = pod["containers"][0]
@@ -59,8 +64,11 @@ def test_overlay_renders_and_validates(target: str) -> None:
 
 def test_tls_component_switches_every_service_to_mutual_tls() -> None:
     docs = render("overlays/gpu")
-    shared = next(d for d in docs if d["kind"] == "ConfigMap"
-                  and d["metadata"]["name"].startswith("optscale-shared"))
+    shared = next(
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("optscale-shared")
+    )
     data = shared["data"]
     assert data["OPTSCALE_TLS_CLIENT_AUTH"] == "true"
     mounts = set()
@@ -85,11 +93,17 @@ def test_gpu_overlay_puts_models_on_gpu_pools() -> None:
 
 def test_controller_replicas_never_exceed_partitions() -> None:
     docs = render("overlays/cpu")
-    so = next(d for d in docs if d["kind"] == "ScaledObject"
-              and d["metadata"]["name"] == "optscale-controller")
+    so = next(
+        d
+        for d in docs
+        if d["kind"] == "ScaledObject" and d["metadata"]["name"] == "optscale-controller"
+    )
     topics = yaml.safe_load_all((K8S / "examples" / "strimzi-kafka.yaml").read_text())
-    qe = next(t for t in topics if t["kind"] == "KafkaTopic"
-              and t["metadata"]["name"] == "optscale.question-events")
+    qe = next(
+        t
+        for t in topics
+        if t["kind"] == "KafkaTopic" and t["metadata"]["name"] == "optscale.question-events"
+    )
     assert so["spec"]["maxReplicaCount"] <= qe["spec"]["partitions"]
 
 

@@ -44,10 +44,19 @@ def _serving_port(proc: subprocess.Popen[str], lines: list[str]) -> int:
 
 @pytest.mark.parametrize("creds_in", ["url", "env"])
 def test_redis_auth_token_auth_and_no_secret_in_logs(broker: Proc, creds_in: str) -> None:
-    redis = start_redis(extra=[
-        "--requirepass", SECRETS["redis"],
-        "--user", "optscale", "on", f">{SECRETS['acl']}", "~*", "&*", "+@all",
-    ])
+    redis = start_redis(
+        extra=[
+            "--requirepass",
+            SECRETS["redis"],
+            "--user",
+            "optscale",
+            "on",
+            f">{SECRETS['acl']}",
+            "~*",
+            "&*",
+            "+@all",
+        ]
+    )
     lines: list[str] = []
     try:
         env = {
@@ -68,8 +77,13 @@ def test_redis_auth_token_auth_and_no_secret_in_logs(broker: Proc, creds_in: str
         if creds_in == "env":
             env["OPTSCALE_REDIS_USERNAME"] = "optscale"
             env["OPTSCALE_REDIS_PASSWORD"] = SECRETS["acl"]
-        proc = subprocess.Popen([sys.executable, "-m", "services.controller"], cwd=ROOT,
-                                env=env, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.controller"],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             port = _serving_port(proc, lines)
             with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:

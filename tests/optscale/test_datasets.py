@@ -49,7 +49,7 @@ def test_questions_file_and_bad_lines(tmp_path: Path) -> None:
     assert load_dataset(str(f))[0].text == "1+1?"
     for body, why in [
         ('{"id": "a", "question": "x"}\nnot json\n', "qs.jsonl:2: not JSON"),
-        ('[1, 2]\n', "JSON object"),
+        ("[1, 2]\n", "JSON object"),
         ('{"id": "a"}\n', "missing 'question'"),
         ('{"id": "a", "question": "x"}\n{"id": "a", "question": "y"}\n', "duplicate id"),
     ]:

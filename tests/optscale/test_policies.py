@@ -91,11 +91,7 @@ def test_optscale0_low_scores_run_to_n_max_and_the_bound_is_rechecked_every_scor
     # the policy stops at the first n with N*(fit of the first n scores) <= n
     rising = [("x", min(0.999, 0.3 + 0.02 * i + 0.1 * ((i * 7) % 3))) for i in range(64)]
     d, st, _ = drive(make_policy("optscale0", n_max=64, alpha=0.9, s_min=0.95), rising)
-    want = next(
-        n
-        for n in range(22, 65)
-        if n_star(0.9, 0.95, *_mle(rising[:n]), 64) <= n
-    )
+    want = next(n for n in range(22, 65) if n_star(0.9, 0.95, *_mle(rising[:n]), 64) <= n)
     assert 22 < want < 64 and st.n_scored == want
     assert d.reason == "bound" and d.n_star is not None and d.n_star <= want
 
@@ -106,9 +102,7 @@ def _mle(stream: Stream) -> tuple[float, float]:
 
 
 def test_optscalet_uses_the_prior_before_any_score() -> None:
-    easy = make_policy(
-        "optscalet", n_max=32, prior=GaussianPrior(mu_bar=0.99, sigma_bar=0.02)
-    )
+    easy = make_policy("optscalet", n_max=32, prior=GaussianPrior(mu_bar=0.99, sigma_bar=0.02))
     d0 = easy.decide(QuestionState())
     assert not d0.stop and d0.n_star is not None and d0.target == d0.n_star <= 2
     hard = make_policy("optscalet", n_max=32, prior=GaussianPrior(mu_bar=0.3, sigma_bar=0.1))

@@ -26,8 +26,13 @@ SAMPLES = datasets_dir() / "samples" / "qwen25math_rm8_math100.jsonl"
 
 def _rec(qid: str, i: int, score: float = 0.5, correct: bool = True, **kw: object) -> dict:
     r = sample_record(
-        question_id=qid, sample_id=f"{qid}/{i}", text="t", answer="1", correct=correct,
-        score=score, completion_tokens=10 + i,
+        question_id=qid,
+        sample_id=f"{qid}/{i}",
+        text="t",
+        answer="1",
+        correct=correct,
+        score=score,
+        completion_tokens=10 + i,
     )
     r.update(kw)
     return r
@@ -86,8 +91,12 @@ def test_ours_bad_line_names_path_and_line(tmp_path: Path, mutate, message: str)
 
 def test_nan_literal_in_file(tmp_path: Path) -> None:
     path = tmp_path / "nan.jsonl"
-    path.write_text(json.dumps(_rec("q", 0)) + "\n" + json.dumps(_rec("q", 1)).replace(
-        '"score": 0.5', '"score": NaN') + "\n")
+    path.write_text(
+        json.dumps(_rec("q", 0))
+        + "\n"
+        + json.dumps(_rec("q", 1)).replace('"score": 0.5', '"score": NaN')
+        + "\n"
+    )
     with pytest.raises(DataError, match=r"nan.jsonl:2: .*nan"):
         read_pool(path)
 
@@ -119,11 +128,13 @@ def _reference_record(qid: int, scores: list, correct_key: bool = False) -> dict
 
 def test_reference_format_with_prompts(tmp_path: Path) -> None:
     comp = tmp_path / "GSM8K_completions.json"
-    comp.write_text(json.dumps([_reference_record(1, [0.9, 0.2, 0.5]),
-                                _reference_record(2, [0.1, 0.8, 0.3])]))
+    comp.write_text(
+        json.dumps([_reference_record(1, [0.9, 0.2, 0.5]), _reference_record(2, [0.1, 0.8, 0.3])])
+    )
     prompts = tmp_path / "prompts.json"
-    prompts.write_text(json.dumps([{"question": "a", "answer": "2"},
-                                   {"question": "b", "answer": "#### 1"}]))
+    prompts.write_text(
+        json.dumps([{"question": "a", "answer": "2"}, {"question": "b", "answer": "#### 1"}])
+    )
     assert detect_format(comp) == "reference"
     pool = read_pool(comp, prompts=prompts)
     q1, q2 = pool.questions
@@ -177,10 +188,14 @@ def test_shared_sample_file() -> None:
 
 
 def test_samples_file_bad_rm_score(tmp_path: Path) -> None:
-    row = {"id": "q", "answer": "1", "samples": [
-        {"pred": "1", "correct": True, "rm_score": 1.0, "n_chars": 10},
-        {"pred": "1", "correct": True, "rm_score": None, "n_chars": 10},
-    ]}
+    row = {
+        "id": "q",
+        "answer": "1",
+        "samples": [
+            {"pred": "1", "correct": True, "rm_score": 1.0, "n_chars": 10},
+            {"pred": "1", "correct": True, "rm_score": None, "n_chars": 10},
+        ],
+    }
     p = _write(tmp_path / "s.jsonl", [row])
     with pytest.raises(DataError, match=r"s.jsonl:1 sample 1: field 'rm_score'"):
         read_pool(p, "samples")

@@ -85,7 +85,9 @@ def generic_best(s: SuffStats, prior: GaussianPrior | None, b: Bounds) -> float:
     best = -math.inf
     for x0 in [(0.5, 0.2), (0.9, 0.05), (0.1, 0.5), (1.5, 1.0), (-0.5, 0.1), (1.9, 0.01)]:
         r = optimize.minimize(
-            neg, x0, method="L-BFGS-B",
+            neg,
+            x0,
+            method="L-BFGS-B",
             bounds=[(b.mu_lo, b.mu_hi), (b.sigma_lo, b.sigma_hi)],
             options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 2000},
         )
@@ -166,7 +168,10 @@ def brute_n_star(alpha: float, s_min: float, mu: float, sigma: float, n_max: int
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.floats(0.05, 0.99), st.floats(0.05, 0.95), st.floats(-1.0, 2.0), st.floats(0.01, 2.0),
+    st.floats(0.05, 0.99),
+    st.floats(0.05, 0.95),
+    st.floats(-1.0, 2.0),
+    st.floats(0.01, 2.0),
     st.integers(1, 128),
 )
 def test_n_star_matches_brute_force(
@@ -202,10 +207,17 @@ def test_bad_scores_raise_typed_error(bad: object) -> None:
         SuffStats.of([0.5, bad])  # type: ignore[list-item]
 
 
-@pytest.mark.parametrize("field,args", [
-    ("alpha", (0.0, 0.5)), ("alpha", (1.0, 0.5)), ("alpha", (float("nan"), 0.5)),
-    ("s_min", (0.9, 0.0)), ("s_min", (0.9, 1.0)), ("s_min", (0.9, -2.0)),
-])
+@pytest.mark.parametrize(
+    "field,args",
+    [
+        ("alpha", (0.0, 0.5)),
+        ("alpha", (1.0, 0.5)),
+        ("alpha", (float("nan"), 0.5)),
+        ("s_min", (0.9, 0.0)),
+        ("s_min", (0.9, 1.0)),
+        ("s_min", (0.9, -2.0)),
+    ],
+)
 def test_bad_alpha_s_min_raise(field: str, args: tuple[float, float]) -> None:
     with pytest.raises(InvalidArgumentError, match=field):
         n_star(args[0], args[1], 0.5, 0.2, 16)

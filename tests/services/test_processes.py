@@ -43,12 +43,19 @@ def _wait_for_port(proc: subprocess.Popen[str]) -> int:
     ],
 )
 def test_service_process_serves_and_stops_on_sigterm(service: str, env: dict[str, str]) -> None:
-    e = {**os.environ, **env, f"OPTSCALE_{service.upper()}_PORT": "0",
-         f"OPTSCALE_{service.upper()}_METRICS_PORT": "0",
-         f"OPTSCALE_{service.upper()}_HOST": "127.0.0.1"}
+    e = {
+        **os.environ,
+        **env,
+        f"OPTSCALE_{service.upper()}_PORT": "0",
+        f"OPTSCALE_{service.upper()}_METRICS_PORT": "0",
+        f"OPTSCALE_{service.upper()}_HOST": "127.0.0.1",
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", f"services.{service}"], cwd=ROOT, env=e,
-        stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", f"services.{service}"],
+        cwd=ROOT,
+        env=e,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         port = _wait_for_port(proc)
@@ -59,8 +66,10 @@ def test_service_process_serves_and_stops_on_sigterm(service: str, env: dict[str
         hc_env = {**os.environ, "SERVICE": service, f"OPTSCALE_{service.upper()}_PORT": str(port)}
         assert subprocess.run(check, cwd=ROOT, env=hc_env, timeout=30).returncode == 0
         hc_env[f"OPTSCALE_{service.upper()}_PORT"] = "1"
-        assert subprocess.run(check, cwd=ROOT, env=hc_env, timeout=30,
-                              capture_output=True).returncode == 1
+        assert (
+            subprocess.run(check, cwd=ROOT, env=hc_env, timeout=30, capture_output=True).returncode
+            == 1
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert proc.stderr is not None
@@ -72,8 +81,11 @@ def test_service_process_serves_and_stops_on_sigterm(service: str, env: dict[str
 
 
 def test_config_from_env_and_flags() -> None:
-    env = {"OPTSCALE_GENERATOR_PORT": "6000", "OPTSCALE_GENERATOR_BACKEND": "sim",
-           "OPTSCALE_LOG_LEVEL": "debug"}
+    env = {
+        "OPTSCALE_GENERATOR_PORT": "6000",
+        "OPTSCALE_GENERATOR_BACKEND": "sim",
+        "OPTSCALE_LOG_LEVEL": "debug",
+    }
     cfg = from_env(GeneratorConfig, "generator", env, port=None, model="m")
     assert (cfg.port, cfg.backend, cfg.model, cfg.log_level) == (6000, "sim", "m", "debug")
     with pytest.raises(InvalidArgumentError, match="OPTSCALE_GENERATOR_PORT"):

@@ -35,9 +35,7 @@ class FakeServer:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = (await reader.readuntil(b"\r\n\r\n")).decode()
-        hdrs = dict(
-            line.split(": ", 1) for line in head.split("\r\n")[1:] if ": " in line
-        )
+        hdrs = dict(line.split(": ", 1) for line in head.split("\r\n")[1:] if ": " in line)
         self.headers.append({k.lower(): v for k, v in hdrs.items()})
         body = await reader.readexactly(int(self.headers[-1]["content-length"]))
         self.bodies.append(json.loads(body))
@@ -45,7 +43,8 @@ class FakeServer:
             msg = b'{"error": {"message": "nope"}}'
             writer.write(
                 f"HTTP/1.1 {self.status} X\r\nContent-Length: {len(msg)}\r\n"
-                "Connection: close\r\n\r\n".encode() + msg
+                "Connection: close\r\n\r\n".encode()
+                + msg
             )
             await writer.drain()
             writer.close()
@@ -152,8 +151,9 @@ async def test_cancelling_the_consumer_task_disconnects(server: FakeServer) -> N
     await asyncio.wait_for(server.disconnected.wait(), 10)
 
 
-@pytest.mark.parametrize(("status", "error"), [(400, InvalidArgumentError),
-                                               (503, BackendUnavailableError)])
+@pytest.mark.parametrize(
+    ("status", "error"), [(400, InvalidArgumentError), (503, BackendUnavailableError)]
+)
 async def test_http_errors_are_typed(server: FakeServer, status: int, error: type) -> None:
     server.scripts, server.status = [["x"]], status
     with pytest.raises(error, match=str(status)):
@@ -195,8 +195,8 @@ async def test_over_grpc_built_from_config_and_unreachable_is_unavailable(
         cfg = GeneratorConfig(backend="openai", model="m", openai_base_url=url)
         servicer = GeneratorServicer(make_backend(cfg), log)
         channel = await serve(
-            [SERVICE], lambda s, sv=servicer: generator_pb2_grpc.add_GeneratorServicer_to_server(
-                sv, s)
+            [SERVICE],
+            lambda s, sv=servicer: generator_pb2_grpc.add_GeneratorServicer_to_server(sv, s),
         )
         stubs.append(generator_pb2_grpc.GeneratorStub(channel))
     req = generator_pb2.GenerateRequest(

@@ -90,12 +90,25 @@ async def test_real_model_over_grpc_and_cancel_aborts_within_one_step(
     serve: Any, log: Any, llama: Llama
 ) -> None:
     stub = await _stub(serve, llama, log)
-    events = [ev async for ev in stub.Generate(_req(k=2, params=common_pb2.SamplingParams(
-        temperature=0.7, top_p=0.95, max_tokens=16, seed=5)))]
+    events = [
+        ev
+        async for ev in stub.Generate(
+            _req(
+                k=2,
+                params=common_pb2.SamplingParams(
+                    temperature=0.7, top_p=0.95, max_tokens=16, seed=5
+                ),
+            )
+        )
+    ]
     assert len(events) == 2 and all(e.candidate.text for e in events)
 
-    call = stub.Generate(_req(k=4, params=common_pb2.SamplingParams(
-        temperature=0.7, top_p=0.95, max_tokens=400, seed=5)))
+    call = stub.Generate(
+        _req(
+            k=4,
+            params=common_pb2.SamplingParams(temperature=0.7, top_p=0.95, max_tokens=400, seed=5),
+        )
+    )
     reader = asyncio.create_task(anext(aiter(call)))
     while llama.tokens_total < events[0].candidate.completion_tokens * 2 + 10:  # noqa: ASYNC110
         await asyncio.sleep(0.01)  # polls a counter the engine thread bumps
@@ -125,6 +138,7 @@ async def test_calls_beyond_max_inflight_wait_their_turn(serve: Any, log: Any) -
             await asyncio.sleep(0.001)
 
     watcher = asyncio.create_task(watch())
+
     async def run(i: int) -> list[Any]:
         return [ev async for ev in stub.Generate(_req(k=3, question_id=f"q{i}"))]
 

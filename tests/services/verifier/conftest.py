@@ -20,10 +20,14 @@ def loaded() -> tuple[Any, Any]:
     tok.add_tokens([SEPARATOR], special_tokens=True)
     torch.manual_seed(0)
     cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-        num_labels=2, pad_token_id=tok.pad_token_id or 0,
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        num_labels=2,
+        pad_token_id=tok.pad_token_id or 0,
     )
     return LlamaForTokenClassification(cfg).eval(), tok
-
-

@@ -29,7 +29,9 @@ RESPONSE = "First, 12 * 3 = 36.\n\nThen 36 + 4 = 40.\n\n\n\nSo the answer is \\b
 
 def test_split_steps() -> None:
     assert split_steps(RESPONSE) == [
-        "First, 12 * 3 = 36.", "Then 36 + 4 = 40.", "So the answer is \\boxed{40}."
+        "First, 12 * 3 = 36.",
+        "Then 36 + 4 = 40.",
+        "So the answer is \\boxed{40}.",
     ]
     assert split_steps("\n\n  \n\n") == []
 
@@ -54,8 +56,10 @@ def test_step_rewards_follow_the_model_card(loaded: tuple[Any, Any]) -> None:
     # by hand, as the model card does it
     steps = split_steps(RESPONSE)
     messages = [
-        {"role": "system", "content": "Please reason step by step, and put your final answer "
-         "within \\boxed{}."},
+        {
+            "role": "system",
+            "content": "Please reason step by step, and put your final answer within \\boxed{}.",
+        },
         {"role": "user", "content": QUESTION},
         {"role": "assistant", "content": "<extra_0>".join(steps) + "<extra_0>"},
     ]
@@ -82,8 +86,12 @@ def test_aggregations(loaded: tuple[Any, Any], name: str) -> None:
     [(score, rewards)] = Backend("tiny", loaded=loaded, aggregation=name).score_texts(
         [(QUESTION, RESPONSE)]
     )
-    want = {"mean": sum(rewards) / 3, "min": min(rewards), "last": rewards[-1],
-            "product": math.prod(rewards)}[name]
+    want = {
+        "mean": sum(rewards) / 3,
+        "min": min(rewards),
+        "last": rewards[-1],
+        "product": math.prod(rewards),
+    }[name]
     assert score == pytest.approx(want)
 
 
@@ -100,8 +108,9 @@ def test_long_traces_are_scored_in_windows_never_truncated(loaded: tuple[Any, An
             seen.append(int(kw["attention_mask"].sum(dim=1).max()))
             return self.inner(**kw)
 
-    long_text = "\n\n".join(f"Step {i}: add {i} to the total, giving {i * (i + 1) // 2}."
-                            for i in range(60))
+    long_text = "\n\n".join(
+        f"Step {i}: add {i} to the total, giving {i * (i + 1) // 2}." for i in range(60)
+    )
     small = Backend("tiny", loaded=(Recording(), tok), max_length=160, batch_size=4)
     [(score, rewards)] = small.score_texts([(QUESTION, long_text)])
     assert len(rewards) == 60 and 0.0 <= score <= 1.0

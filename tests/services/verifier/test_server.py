@@ -16,7 +16,10 @@ from services.verifier.server import SERVICE, VerifierServicer
 
 def _cand(i: int, steps: tuple[float, ...] = (0.9, 0.5)) -> common_pb2.Candidate:
     return common_pb2.Candidate(
-        question_id="q", sample_id=f"q/{i}", text="t", prompt="p",
+        question_id="q",
+        sample_id=f"q/{i}",
+        text="t",
+        prompt="p",
         step_logprobs=[math.log(x) for x in steps],
     )
 

@@ -40,9 +40,7 @@ class EngineDouble:
 
 
 @pytest.mark.parametrize("step_pooling", [True, False])
-def test_same_scores_as_the_transformers_path(
-    loaded: tuple[Any, Any], step_pooling: bool
-) -> None:
+def test_same_scores_as_the_transformers_path(loaded: tuple[Any, Any], step_pooling: bool) -> None:
     model, tok = loaded
     reference = Prm("tiny", loaded=loaded).score_texts([(QUESTION, RESPONSE)])
     sep = tok.convert_tokens_to_ids("<extra_0>")
