@@ -8,6 +8,7 @@ then commit the offsets — after the Redis writes, so a crash redelivers instea
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener
@@ -166,6 +167,7 @@ async def _decode(m: Any, publisher: Publisher, log: Any) -> events_pb2.Question
             raise ValueError("missing question_id or event")
         if ev.schema_version > SCHEMA_VERSION:
             raise ValueError(f"unsupported schema_version {ev.schema_version}")
+        _check_sample(ev)
         return ev
     except Exception as exc:  # poison: park it with the reason, move on
         key = (m.key or b"").decode(errors="replace")
@@ -173,3 +175,20 @@ async def _decode(m: Any, publisher: Publisher, log: Any) -> events_pb2.Question
         if log is not None:
             log.warning("poison event", partition=m.partition, offset=m.offset, reason=str(exc))
         return None
+
+
+def _check_sample(ev: events_pb2.QuestionEvent) -> None:
+    """A score or failure must name a sample of its own question (``<question id>/<index>``)
+    and a score must be a number in [0, 1]; anything else would corrupt the fit."""
+    kind = ev.WhichOneof("event")
+    if kind == "scored":
+        sid, score = ev.scored.scored.candidate.sample_id, ev.scored.scored.score
+        if not (math.isfinite(score) and 0.0 <= score <= 1.0):
+            raise ValueError(f"score {score!r} of {sid!r} is not a number in [0, 1]")
+    elif kind == "sample_failed":
+        sid = ev.sample_failed.sample_id
+    else:
+        return
+    prefix = ev.question_id + "/"
+    if not (sid.startswith(prefix) and sid[len(prefix) :].isdigit()):
+        raise ValueError(f"sample_id {sid!r} is not a sample of question {ev.question_id!r}")

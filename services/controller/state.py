@@ -75,9 +75,7 @@ return first
 )
 
 # ARGV: epoch, sample_id, score, tokens, observation JSON
-APPLY_SCORE = (
-    _PRE
-    + """
+_APPLY = """
 if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return 0 end
 if redis.call('HGET', h, 'status') ~= 'active' then
   redis.call('RPUSH', KEYS[4], ARGV[5])
@@ -105,7 +103,25 @@ local done = n + tonumber(redis.call('HGET', h, 'n_failed'))
 if tonumber(redis.call('HGET', h, 'n_dispatched')) < done then
   redis.call('HSET', h, 'n_dispatched', done)
 end
-return 1
+"""
+APPLY_SCORE = _PRE + _APPLY + "return 1\n"
+
+# the same, then (only if applied) reserve ARGV[6] = k new samples within ARGV[7] = N_max, as
+# DISPATCH does: the controller decided on the state with this score before sending it, so a
+# score and the dispatch it leads to are one atomic write (and one round trip).
+# Returns {1, first index} (first = -4: over N_max, nothing reserved) or a scalar code.
+APPLY_SCORE_DISPATCH = (
+    _PRE
+    + _APPLY
+    + """
+local k = tonumber(ARGV[6])
+local live = tonumber(redis.call('HGET', h, 'n_dispatched')) -
+  tonumber(redis.call('HGET', h, 'n_failed'))
+if live + k > tonumber(ARGV[7]) then return {1, -4} end
+local first = tonumber(redis.call('HGET', h, 'next_index'))
+redis.call('HINCRBY', h, 'next_index', k)
+redis.call('HINCRBY', h, 'n_dispatched', k)
+return {1, first}
 """
 )
 
@@ -176,6 +192,7 @@ class RedisStateStore:
         self._claim = redis.register_script(CLAIM)
         self._dispatch = redis.register_script(DISPATCH)
         self._score = redis.register_script(APPLY_SCORE)
+        self._score_dispatch = redis.register_script(APPLY_SCORE_DISPATCH)
         self._fail = redis.register_script(APPLY_FAILURE)
         self._finalize = redis.register_script(FINALIZE)
 
@@ -210,6 +227,25 @@ class RedisStateStore:
         only), -1 fenced."""
         args = [epoch, sample_id, repr(float(score)), int(tokens), json.dumps(obs)]
         return int(await self._run(self._score, list(_keys(q)), args))
+
+    async def apply_score_and_dispatch(
+        self,
+        q: str,
+        epoch: int,
+        sample_id: str,
+        score: float,
+        tokens: int,
+        obs: dict[str, Any],
+        k: int,
+        n_max: int,
+    ) -> tuple[int, int]:
+        """:meth:`apply_score`, and if the score was applied, :meth:`dispatch` of ``k >= 1``
+        samples in the same atomic script: ``(code, first index or -4 over N_max)``."""
+        args = [epoch, sample_id, repr(float(score)), int(tokens), json.dumps(obs), k, n_max]
+        res = await self._run(self._score_dispatch, list(_keys(q)), args)
+        if isinstance(res, list):
+            return int(res[0]), int(res[1])
+        return int(res), -5
 
     async def apply_failure(self, q: str, epoch: int, sample_id: str) -> int:
         h, applied, _, _ = _keys(q)

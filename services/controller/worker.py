@@ -314,18 +314,58 @@ class ControllerWorker:
         if q not in self.owned and q not in self.final:
             self.waiting.pop(q, None)  # scored after a failover: it was sampling already
             await self._resume(q)
-        r = await self.store.apply_score(
-            q, self.epoch, c.sample_id, sc.score, c.completion_tokens, obs
-        )
         ob = Observation(c.sample_id, c.answer or None, sc.score, c.completion_tokens)
-        await self._after_apply(q, r, "scored", lambda st: st.observe(ob))
+        o = self.owned.get(q)
+        if o is None:  # not ours (final, fenced, or not active): record it, change nothing
+            r = await self.store.apply_score(
+                q, self.epoch, c.sample_id, sc.score, c.completion_tokens, obs
+            )
+            await self._after_apply(q, r, "scored", lambda st: st.observe(ob))
+            return
+        # decide on the state with this score first: when the decision is to sample more, the
+        # score and that dispatch go to Redis as one atomic script (one round trip)
+        st = o.state.observe(ob)
+        d = o.policy.decide(st)
+        k = 0 if d.stop else d.target - st.n_live
+        if k > 0:
+            r, first = await self.store.apply_score_and_dispatch(
+                q, self.epoch, c.sample_id, sc.score, c.completion_tokens, obs, k, o.policy.n_max
+            )
+        else:
+            first = -5
+            r = await self.store.apply_score(
+                q, self.epoch, c.sample_id, sc.score, c.completion_tokens, obs
+            )
+        if r != 1 or self.owned.get(q) is not o:  # duplicate, late, fenced: nothing reserved
+            await self._after_apply(q, r, "scored", lambda st: st.observe(ob))
+            return
+        self._count("scored", r)
+        o.state = st
+        self._record_decision()
+        if d.stop:
+            await self._finish(o, d, "done", d.reason)
+        elif first >= 0:
+            self._start_lease(o, first, k)
+
+    def _count(self, kind: str, r: int) -> None:
+        CONTROLLER_EVENTS.labels(kind, _OUTCOMES.get(r, "other")).inc()
+        if r == 1:
+            self.stats["applied"] += 1
+
+    def _record_decision(self) -> None:
+        """Decision latency: from starting on the event to the decision, on durably applied
+        state (recorded once per event; resumes and sweeps are not events)."""
+        t0 = _EVENT_T0.get()
+        if t0 is not None:
+            self.decisions.append(time.perf_counter() - t0)
+            CONTROLLER_DECISION.observe(self.decisions[-1])
+            _EVENT_T0.set(None)
 
     async def _after_apply(
         self, q: str, r: int, kind: str, update: Callable[[QuestionState], QuestionState]
     ) -> None:
-        CONTROLLER_EVENTS.labels(kind, _OUTCOMES.get(r, "other")).inc()
+        self._count(kind, r)
         if r == 1:
-            self.stats["applied"] += 1
             o = self.owned.get(q)
             if o is None:
                 o = await self._resume(q)  # rebuilt from Redis, already includes this event
@@ -344,11 +384,7 @@ class ControllerWorker:
 
     async def _advance(self, o: Owned) -> None:
         d = o.policy.decide(o.state)
-        t0 = _EVENT_T0.get()
-        if t0 is not None:  # this decision answers an event (not a resume or sweep)
-            self.decisions.append(time.perf_counter() - t0)
-            CONTROLLER_DECISION.observe(self.decisions[-1])
-            _EVENT_T0.set(None)
+        self._record_decision()
         if d.stop:
             await self._finish(o, d, "done", d.reason)
             return
@@ -360,6 +396,11 @@ class ControllerWorker:
             if first == FENCED:
                 await self._drop(o.question_id)
             return
+        self._start_lease(o, first, k)
+
+    def _start_lease(self, o: Owned, first: int, k: int) -> None:
+        """Samples ``first .. first+k-1`` are reserved in Redis: count them in flight and open
+        their Generate stream."""
         o.state = o.state.dispatched(k)
         t, top_p, max_tokens, seed = o.config["sampling"]
         req = GenerateRequest(

@@ -147,23 +147,48 @@ async def test_poison_and_odd_messages_go_to_the_dlq_and_nothing_stops(
     await send(kafka.QUESTION_EVENTS, stray.SerializeToString(), key=b"unknown-q")
     await send(kafka.CANDIDATES, b"garbage", key=b"p4")
     await stack.submit(["after-poison"], "bon", 2, 0.9)
+    # scores that would corrupt a live question's fit: NaN, out of [0, 1], another's sample
+    for sid, score in (
+        ("after-poison/90", float("nan")),
+        ("after-poison/91", 1.5),
+        ("someone-else/0", 0.5),
+    ):
+        odd = events_pb2.QuestionEvent(question_id="after-poison", schema_version=1)
+        odd.scored.scored.candidate.sample_id = sid
+        odd.scored.scored.score = score
+        await stack.producer.send_and_wait(
+            kafka.QUESTION_EVENTS, odd.SerializeToString(), key=b"after-poison"
+        )
     results = await stack.results({"after-poison", "p3"}, "t-results-poison")
     by_q = {r.question_id: r for r in results}
     assert by_q["after-poison"].status == events_pb2.RESULT_STATUS_DONE
+    assert by_q["after-poison"].samples_used == 2  # none of the odd scores counted
     assert by_q["p3"].status == events_pb2.RESULT_STATUS_FAILED
     assert "policy" in by_q["p3"].stop_reason
     cons = await kafka.consumer(stack.bootstrap, kafka.DLQ, "t-dlq", **FAST_GROUP)
     reasons: dict[bytes, str] = {}
+    odd_reasons: list[str] = []
     async with asyncio.timeout(30):
-        while len(reasons) < 4:
+        while len(reasons) < 4 or len(odd_reasons) < 3:
             for msgs in (await cons.getmany(timeout_ms=200)).values():
                 for m in msgs:
-                    reasons[m.key] = dict(m.headers or []).get("reason", b"").decode()
+                    why = dict(m.headers or []).get("reason", b"").decode()
+                    if m.key == b"after-poison":
+                        odd_reasons.append(why)
+                    else:
+                        reasons[m.key] = why
     await cons.stop()
     assert "DecodeError" in reasons[b"p1"] or "Error" in reasons[b"p1"]
     assert "schema_version 99" in reasons[b"p2"]
     assert "rejected" in reasons[b"p3"] and "policy" in reasons[b"p3"]
     assert reasons[b"p4"]  # the verifier parks undecodable candidates too
+    assert sorted(odd_reasons) == sorted(
+        [
+            "ValueError: score nan of 'after-poison/90' is not a number in [0, 1]",
+            "ValueError: score 1.5 of 'after-poison/91' is not a number in [0, 1]",
+            "ValueError: sample_id 'someone-else/0' is not a sample of question 'after-poison'",
+        ]
+    )
     assert await stack.store.get("unknown-q") is None  # a stray score creates nothing
 
 

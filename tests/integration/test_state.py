@@ -62,3 +62,32 @@ async def test_stale_epoch_is_fenced_and_finalize_happens_once(store: RedisState
     assert sq is not None and sq.status == "done" and sq.result == {"answer": "1"}
     assert await store.active(2) == []
     assert await store.apply_score("f", 5, "f/5", 0.9, 1, _obs(5, 0.9)) == 2  # late
+
+
+async def test_a_score_and_the_dispatch_it_leads_to_are_one_write(store: RedisStateStore) -> None:
+    await store.create("d", 1, {"n_max": 4}, 0)
+    assert await store.dispatch("d", 1, 2, 4) == 0
+    # applied, and two more reserved (live: 2 dispatched; after: 4)
+    assert await store.apply_score_and_dispatch("d", 1, "d/0", 0.5, 3, _obs(0, 0.5), 2, 4) == (
+        1,
+        2,
+    )
+    sq = await store.get("d")
+    assert sq is not None and (sq.n_scored, sq.n_dispatched, sq.next_index) == (1, 4, 4)
+    # a duplicate reserves nothing
+    assert await store.apply_score_and_dispatch("d", 1, "d/0", 0.5, 3, _obs(0, 0.5), 1, 4) == (
+        0,
+        -5,
+    )
+    # applied, but one more would exceed N_max: nothing reserved
+    assert await store.apply_score_and_dispatch("d", 1, "d/1", 0.6, 3, _obs(1, 0.6), 1, 4) == (
+        1,
+        -4,
+    )
+    # a stale owner changes nothing
+    assert await store.apply_score_and_dispatch("d", 0, "d/2", 0.6, 3, _obs(2, 0.6), 1, 4) == (
+        FENCED,
+        -5,
+    )
+    sq = await store.get("d")
+    assert sq is not None and (sq.n_scored, sq.n_dispatched, sq.next_index) == (2, 4, 4)
