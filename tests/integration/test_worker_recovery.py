@@ -106,3 +106,40 @@ async def test_an_owned_question_with_nothing_in_flight_is_rebuilt_by_the_sweep(
     finally:
         await worker.close()
         await r.aclose()
+
+
+async def test_an_assignment_during_a_redis_outage_is_completed_by_the_loop(
+    tmp_path: Path,
+) -> None:
+    from aiokafka import TopicPartition
+
+    from services.controller.consumer import _Listener, _recover
+
+    redis = start_redis(data_dir=tmp_path / "redis", extra=["--appendfsync", "always"])
+    r = redis_client(f"redis://127.0.0.1:{redis.port}/0")
+    worker = _worker(r)
+    try:
+        await worker.assign({3})
+        ev = events_pb2.QuestionEvent(question_id="moved", schema_version=1)
+        ev.submitted.text = "a question whose partition moves while redis is down"
+        ev.submitted.policy.n_max = 4
+        await worker.handle(ev, 3)
+        await worker.revoke({3})
+        assert worker.owned == {} and worker.partitions == set()
+
+        redis.proc.kill()
+        redis.proc.wait()
+        # the rebalance hands partition 3 back while Redis is down: no exception escapes
+        # into aiokafka, and the worker knows it still has work to take up
+        await _Listener(worker).on_partitions_assigned([TopicPartition("t", 3)])
+        assert worker.stale and worker.partitions == {3} and worker.owned == {}
+
+        redis = start_redis(
+            redis.port, data_dir=tmp_path / "redis", extra=["--appendfsync", "always"]
+        )
+        await _recover(worker, asyncio.Event(), None, 0.01)
+        assert not worker.stale and set(worker.owned) == {"moved"}
+    finally:
+        await worker.close()
+        await r.aclose()
+        redis.stop()
