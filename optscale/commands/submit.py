@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_events(args: argparse.Namespace, questions: list) -> list:  # type: ignore[type-arg]
     from optscale.errors import InvalidArgumentError
     from optscale.v1 import events_pb2
-    from services.controller.worker import config_from_submitted
+    from services.controller.questions import config_from_submitted
 
     out = []
     for q in questions:

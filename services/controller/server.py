@@ -16,8 +16,8 @@ from optscale.errors import InvalidArgumentError
 from optscale.v1 import controller_pb2, controller_pb2_grpc, events_pb2
 from services.common import kafka
 from services.common.server import streaming, unary
+from services.controller.questions import config_from_submitted
 from services.controller.state import RedisStateStore
-from services.controller.worker import config_from_submitted
 
 SERVICE = "optscale.v1.Controller"
 

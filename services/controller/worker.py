@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import contextvars
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from optscale.errors import OptScaleError
-from optscale.policies import Decision, Observation, Policy, QuestionState, make_policy
+from optscale.policies import Decision, Observation, Policy, QuestionState
 from optscale.ports import GenerateRequest
 from optscale.solve import build_prompt
-from optscale.stats import GaussianPrior
 from optscale.types import Question, SamplingParams
 from optscale.v1 import common_pb2, events_pb2
 from services.common.metrics import (
@@ -31,9 +29,9 @@ from services.common.metrics import (
     CONTROLLER_EVENTS,
     CONTROLLER_WAITING,
 )
+from services.controller.lease import Leaser, Publish, cancel_all
+from services.controller.questions import config_from_submitted, policy_from
 from services.controller.state import FENCED, RedisStateStore
-
-Publish = Callable[..., Awaitable[None]]  # (topic, key, value, reason=None, acked=False)
 
 
 @dataclass
@@ -47,9 +45,7 @@ class Owned:
     idle_sweeps: int = 0  # consecutive sweeps that found nothing in flight here
 
 
-LEASE_RETRIES = 4  # transient Generate failures retried (same sample ids) before failing
 IDLE_SWEEPS_BEFORE_REBUILD = 3  # x the sweep interval (5 s) with nothing in flight
-MAX_TEXT_CHARS = 30_000
 # when the event being handled arrived (perf_counter), for the decision-latency histogram
 _EVENT_T0: contextvars.ContextVar[float | None] = contextvars.ContextVar("event_t0", default=None)
 _OUTCOMES = {
@@ -57,50 +53,7 @@ _OUTCOMES = {
     0: "duplicate",
     2: "late",
     FENCED: "fenced",
-}  # the generator refuses prompts over 32,000 characters
-
-
-def config_from_submitted(sub: events_pb2.Submitted, defaults: dict[str, Any]) -> dict[str, Any]:
-    """Validated, JSON-able question config (raises InvalidArgumentError naming the field)."""
-    p = sub.policy
-    sp = sub.sampling
-    params = SamplingParams(
-        temperature=sp.temperature if sp.temperature or sp.top_p else 0.7,
-        top_p=sp.top_p or 0.95,
-        max_tokens=sp.max_tokens or defaults.get("max_tokens", 512),
-        seed=sp.seed if sp.HasField("seed") else None,
-    ).validate(max_tokens_limit=defaults.get("max_tokens_limit", 4096))
-    cfg = {
-        "text": sub.text,
-        "reference": sub.reference_answer or None,
-        "dataset": sub.dataset or None,
-        "policy": p.policy or defaults.get("policy", "optscale0"),
-        "n_max": p.n_max or defaults.get("n_max", 16),
-        "alpha": p.alpha if p.HasField("alpha") else defaults.get("alpha", 0.9),
-        "s_min": p.s_min if p.HasField("s_min") else defaults.get("s_min", 0.95),
-        "prior": [p.prior.mu_bar, p.prior.sigma_bar] if p.HasField("prior") else None,
-        "sampling": [params.temperature, params.top_p, params.max_tokens, params.seed],
-    }
-    from optscale.errors import InvalidArgumentError
-
-    if not sub.text.strip():
-        raise InvalidArgumentError("text", sub.text, "must not be empty")
-    if len(sub.text) > MAX_TEXT_CHARS:
-        raise InvalidArgumentError(
-            "text", f"<{len(sub.text)} chars>", f"longer than {MAX_TEXT_CHARS} characters"
-        )
-    limit = defaults.get("max_n_max", 1024)
-    if isinstance(cfg["n_max"], int) and cfg["n_max"] > limit:
-        raise InvalidArgumentError("n_max", cfg["n_max"], f"at most {limit} here")
-    policy_from(cfg)  # validates the policy parameters
-    return cfg
-
-
-def policy_from(cfg: dict[str, Any]) -> Policy:
-    prior = GaussianPrior(*cfg["prior"]) if cfg.get("prior") else None
-    return make_policy(
-        cfg["policy"], n_max=cfg["n_max"], alpha=cfg["alpha"], s_min=cfg["s_min"], prior=prior
-    )
+}
 
 
 class ControllerWorker:
@@ -131,11 +84,9 @@ class ControllerWorker:
         self.stopped_at: dict[str, float] = {}  # monotonic time of each stop decision
         self.partitions: set[int] = set()
         self.stats = {"events": 0, "applied": 0, "duplicates": 0, "late": 0, "fenced": 0}
-        # a failing generator is retried with exponential backoff per question (the failed
-        # samples are reported after the pause, so re-dispatch waits too); the policies stop
-        # a question after N_max failures, which ends as FAILED when nothing was scored
-        self.retry_base, self.retry_cap = retry_base, retry_cap
-        self.fail_streak: dict[str, int] = {}
+        self.leaser = Leaser(
+            generator, publish, events_topic, retry_base=retry_base, retry_cap=retry_cap
+        )
         # backpressure: at most max_active questions sampling at once; the rest wait (id and
         # partition only, FIFO; their state is in Redis) and are admitted as others finish
         self.max_active = max_active
@@ -245,7 +196,7 @@ class ControllerWorker:
     async def _drop(self, q: str) -> None:
         o = self.owned.pop(q, None)
         if o is not None:
-            await _cancel(o.leases)
+            await cancel_all(o.leases)
 
     async def _resume(self, q: str, *, forget_inflight: bool = False) -> Owned | None:
         if await self.store.claim(q, self.epoch, forget_inflight=forget_inflight) != 1:
@@ -410,56 +361,13 @@ class ControllerWorker:
             params=SamplingParams(t, top_p, max_tokens, None if seed is None else seed + first),
             first_index=first,
         )
-        task = asyncio.create_task(self._lease(req, self.epoch))
+        task = asyncio.create_task(self.leaser.run(req, self.epoch))
         o.leases[task] = k
         task.add_done_callback(lambda t: o.leases.pop(t, None))
 
-    async def _lease(self, req: GenerateRequest, epoch: int) -> None:
-        """Hold the Generate stream open. When the call fails (a generator restarting), the
-        unfinished samples are asked for again under the same ids after a backoff — an id is
-        applied once, so a retry never counts twice — up to LEASE_RETRIES times; what is
-        still missing then, or what a stream ended without, becomes SampleFailed events
-        (through Kafka, so the partition owner applies them in order)."""
-        import dataclasses
-
-        q = req.question_id
-        ids = [f"{q}/{req.first_index + i}" for i in range(req.k)]
-        done: set[str] = set()
-        why = "generate stream ended without this sample"
-        for attempt in range(LEASE_RETRIES + 1):
-            missing = [i for i in range(req.k) if ids[i] not in done]
-            if not missing:
-                return
-            try:
-                for first, k in _runs(missing):  # contiguous runs of missing indices
-                    sub = dataclasses.replace(req, first_index=req.first_index + first, k=k)
-                    async for sid in self.generator.generate(sub, epoch=epoch):
-                        done.add(sid)
-                        self.fail_streak.pop(q, None)
-                why = "generate stream ended without this sample"
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                why = f"generate failed: {exc}"
-                if _permanent(exc) or attempt == LEASE_RETRIES:
-                    break
-                streak = self.fail_streak[q] = self.fail_streak.get(q, 0) + 1
-                if len(self.fail_streak) > 100_000:
-                    del self.fail_streak[next(iter(self.fail_streak))]
-                delay = self.retry_base * 2 ** min(streak - 1, 30)
-                await asyncio.sleep(min(self.retry_cap, delay))
-        for sid in ids:
-            if sid not in done:
-                ev = events_pb2.QuestionEvent(question_id=q, schema_version=1)
-                ev.sample_failed.sample_id = sid
-                ev.sample_failed.reason = why[:500]
-                ev.sample_failed.epoch = epoch
-                await self.publish(self.events_topic, q, ev.SerializeToString())
-
     async def _finish(self, o: Owned, d: Decision | None, status: str, reason: str) -> None:
         self.stopped_at[o.question_id] = time.monotonic()
-        await _cancel(o.leases)  # abort in-flight generations first: no more waste
+        await cancel_all(o.leases)  # abort in-flight generations first: no more waste
         st = o.state
         chosen = d.chosen if d is not None else None
         if status == "done" and chosen is None:
@@ -518,32 +426,3 @@ class ControllerWorker:
         )
         await self.publish(self.results_topic, q, res.SerializeToString(deterministic=True))
         await self.publish(DLQ, q, original, reason=f"rejected: {why}")
-
-
-async def _cancel(leases: dict[asyncio.Task[None], int]) -> None:
-    tasks = list(leases)
-    for t in tasks:
-        t.cancel()
-    for t in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await t
-    leases.clear()
-
-
-def _runs(indices: list[int]) -> list[tuple[int, int]]:
-    """[(first, length)] of the contiguous runs in sorted ``indices``."""
-    out: list[tuple[int, int]] = []
-    for i in indices:
-        if out and out[-1][0] + out[-1][1] == i:
-            out[-1] = (out[-1][0], out[-1][1] + 1)
-        else:
-            out.append((i, 1))
-    return out
-
-
-def _permanent(exc: BaseException) -> bool:
-    """A gRPC error that retrying cannot fix (the request itself is wrong)."""
-    import grpc
-
-    code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
-    return code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
