@@ -89,16 +89,8 @@ def test_stack_up_fails_clearly_when_a_port_is_taken_and_leaves_nothing(tmp_path
         squatter.bind(("127.0.0.1", base + 1))  # the verifier's port
         squatter.listen()
         up = _cli(
-            "stack",
-            "up",
-            "--dir",
-            str(d),
-            "--broker-port",
-            str(base + 4),
-            "--redis-port",
-            str(base + 5),
-            "--grpc-base",
-            str(base),
+            "stack", "up", "--dir", str(d), "--broker-port", str(base + 4),
+            "--redis-port", str(base + 5), "--grpc-base", str(base),
         )
     assert up.returncode == 1
     assert "verifier is not healthy" in up.stdout and "bind" in up.stdout, up.stdout

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from optscale.v1 import events_pb2
-from services.common.infra import start_redis
+from services.common.infra import Proc, start_redis
 from services.common.security import redis_client
 from services.controller.state import RedisStateStore
 from services.controller.worker import IDLE_SWEEPS_BEFORE_REBUILD, ControllerWorker
@@ -32,6 +32,18 @@ async def _noop_publish(*args: Any, **kwargs: Any) -> None:
     return None
 
 
+def _aof_redis(tmp: Path, port: int | None = None) -> Proc:
+    """A redis-server whose data survives SIGKILL (AOF, fsync always), on ``port`` if given."""
+    return start_redis(port, data_dir=tmp / "redis", extra=["--appendfsync", "always"])
+
+
+def _submitted(q: str, text: str, n_max: int) -> events_pb2.QuestionEvent:
+    ev = events_pb2.QuestionEvent(question_id=q, schema_version=1)
+    ev.submitted.text = text
+    ev.submitted.policy.n_max = n_max
+    return ev
+
+
 def _worker(r: Any) -> ControllerWorker:
     return ControllerWorker(
         RedisStateStore(r),
@@ -45,16 +57,13 @@ def _worker(r: Any) -> ControllerWorker:
 async def test_a_failed_reset_keeps_the_partitions_and_the_next_one_resumes(
     tmp_path: Path,
 ) -> None:
-    redis = start_redis(data_dir=tmp_path / "redis", extra=["--appendfsync", "always"])
+    redis = _aof_redis(tmp_path)
     r = redis_client(f"redis://127.0.0.1:{redis.port}/0")
     worker = _worker(r)
     try:
         await worker.assign({0, 1})
         for i in range(4):
-            ev = events_pb2.QuestionEvent(question_id=f"q{i}", schema_version=1)
-            ev.submitted.text = f"question {i}"
-            ev.submitted.policy.n_max = 8
-            await worker.handle(ev, i % 2)
+            await worker.handle(_submitted(f"q{i}", f"question {i}", 8), i % 2)
         assert set(worker.owned) == {"q0", "q1", "q2", "q3"} and not worker.stale
         epoch = worker.epoch
 
@@ -64,9 +73,7 @@ async def test_a_failed_reset_keeps_the_partitions_and_the_next_one_resumes(
             await worker.reset()
         assert worker.stale and worker.partitions == {0, 1} and worker.owned == {}
 
-        redis = start_redis(
-            redis.port, data_dir=tmp_path / "redis", extra=["--appendfsync", "always"]
-        )
+        redis = _aof_redis(tmp_path, redis.port)
         await worker.reset()
         assert not worker.stale and worker.epoch > epoch
         assert set(worker.owned) == {"q0", "q1", "q2", "q3"}
@@ -78,17 +85,14 @@ async def test_a_failed_reset_keeps_the_partitions_and_the_next_one_resumes(
 
 
 async def test_an_owned_question_with_nothing_in_flight_is_rebuilt_by_the_sweep(
-    redis_server: Any,
+    redis_server: Proc,
 ) -> None:
     r = redis_client(f"redis://127.0.0.1:{redis_server.port}/2")
     await r.flushdb()
     worker = _worker(r)
     try:
         await worker.assign({0})
-        ev = events_pb2.QuestionEvent(question_id="lost", schema_version=1)
-        ev.submitted.text = "a question whose samples vanish"
-        ev.submitted.policy.n_max = 8
-        await worker.handle(ev, 0)
+        await worker.handle(_submitted("lost", "a question whose samples vanish", 8), 0)
         o = worker.owned["lost"]
         live = o.state.n_live
         assert live > 0
@@ -115,15 +119,13 @@ async def test_an_assignment_during_a_redis_outage_is_completed_by_the_loop(
 
     from services.controller.consumer import _Listener, _recover
 
-    redis = start_redis(data_dir=tmp_path / "redis", extra=["--appendfsync", "always"])
+    redis = _aof_redis(tmp_path)
     r = redis_client(f"redis://127.0.0.1:{redis.port}/0")
     worker = _worker(r)
     try:
         await worker.assign({3})
-        ev = events_pb2.QuestionEvent(question_id="moved", schema_version=1)
-        ev.submitted.text = "a question whose partition moves while redis is down"
-        ev.submitted.policy.n_max = 4
-        await worker.handle(ev, 3)
+        text = "a question whose partition moves while redis is down"
+        await worker.handle(_submitted("moved", text, 4), 3)
         await worker.revoke({3})
         assert worker.owned == {} and worker.partitions == set()
 
@@ -134,9 +136,7 @@ async def test_an_assignment_during_a_redis_outage_is_completed_by_the_loop(
         await _Listener(worker).on_partitions_assigned([TopicPartition("t", 3)])
         assert worker.stale and worker.partitions == {3} and worker.owned == {}
 
-        redis = start_redis(
-            redis.port, data_dir=tmp_path / "redis", extra=["--appendfsync", "always"]
-        )
+        redis = _aof_redis(tmp_path, redis.port)
         await _recover(worker, asyncio.Event(), None, 0.01)
         assert not worker.stale and set(worker.owned) == {"moved"}
     finally:

@@ -46,10 +46,8 @@ class _Flaky:
         try:
             async for s in self.inner.generate(request):
                 idx = int(s.sample_id.rsplit("/", 1)[1])
-                yield (
-                    s
-                    if idx % 2 == 0
-                    else GeneratedSample(s.question_id, s.sample_id, "", None, 0, "error")
+                yield s if idx % 2 == 0 else GeneratedSample(
+                    s.question_id, s.sample_id, "", None, 0, "error"
                 )
                 await asyncio.sleep(0)
         finally:
@@ -59,10 +57,7 @@ class _Flaky:
 async def test_failed_samples_are_replaced_and_streams_closed_on_stop() -> None:
     flaky = _Flaky()
     res, scored = await solve_question(
-        Q[0],
-        make_policy("bon", n_max=4),
-        InProcessGenerator(flaky),
-        make_verifier("confidence"),
+        Q[0], make_policy("bon", n_max=4), InProcessGenerator(flaky), make_verifier("confidence"),
         SamplingParams(seed=0),
     )
     assert res.samples_used == 4 and res.samples_failed >= 3 and len(scored) == 4
@@ -73,26 +68,11 @@ def test_cli_solve_records_a_pool_that_replay_reads(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     qfile = tmp_path / "qs.jsonl"
-    qfile.write_text(
-        "".join(
-            json.dumps({"id": f"x{i}", "question": "?", "answer": "42"}) + "\n" for i in range(4)
-        )
-    )
+    qfile.write_text("".join(json.dumps({"id": f"x{i}", "question": "?", "answer": "42"}) + "\n"
+                             for i in range(4)))
     out, pool = tmp_path / "out.jsonl", tmp_path / "pool.jsonl.gz"
-    argv = [
-        "solve",
-        str(qfile),
-        "--generator",
-        "sim",
-        "--policy",
-        "bon",
-        "--n-max",
-        "8",
-        "--out",
-        str(out),
-        "--record",
-        str(pool),
-    ]
+    argv = ["solve", str(qfile), "--generator", "sim", "--policy", "bon", "--n-max", "8",
+            "--out", str(out), "--record", str(pool)]
     assert main(argv) == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["x0", "x1", "x2", "x3"]
@@ -116,21 +96,8 @@ def test_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 @pytest.mark.model
 def test_cli_solve_with_the_packaged_model(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
-    argv = [
-        "solve",
-        "--dataset",
-        "gsm8k",
-        "--limit",
-        "2",
-        "--model",
-        "smollm2",
-        "--n-max",
-        "2",
-        "--max-tokens",
-        "24",
-        "--out",
-        str(out),
-    ]
+    argv = ["solve", "--dataset", "gsm8k", "--limit", "2", "--model", "smollm2",
+            "--n-max", "2", "--max-tokens", "24", "--out", str(out)]
     assert main(argv) == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == 2 and all(1 <= r["samples_used"] <= 2 and r["tokens"] > 0 for r in rows)
@@ -138,24 +105,11 @@ def test_cli_solve_with_the_packaged_model(tmp_path: Path) -> None:
 
 def test_cli_eval_records_then_replays(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     qfile = tmp_path / "qs.jsonl"
-    qfile.write_text(
-        "".join(
-            json.dumps({"id": f"e{i}", "question": "?", "answer": "42"}) + "\n" for i in range(5)
-        )
-    )
+    qfile.write_text("".join(json.dumps({"id": f"e{i}", "question": "?", "answer": "42"}) + "\n"
+                             for i in range(5)))
     pool = tmp_path / "eval.jsonl"
-    argv = [
-        "eval",
-        str(qfile),
-        "--generator",
-        "sim",
-        "--n-max",
-        "8",
-        "--orders",
-        "3",
-        "--pool",
-        str(pool),
-    ]
+    argv = ["eval", str(qfile), "--generator", "sim", "--n-max", "8", "--orders", "3",
+            "--pool", str(pool)]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "Best-of-N (BoN)" in text and "OptScale^0 (MLE)" in text
@@ -167,20 +121,8 @@ def test_cli_solve_optscalet_with_the_trained_predictor(tmp_path: Path) -> None:
     qfile = tmp_path / "qs.jsonl"
     qfile.write_text(json.dumps({"id": "t0", "question": "What is 2+2?", "answer": "42"}) + "\n")
     out = tmp_path / "out.jsonl"
-    argv = [
-        "solve",
-        str(qfile),
-        "--generator",
-        "sim",
-        "--policy",
-        "optscalet",
-        "--priors",
-        "predictor",
-        "--n-max",
-        "8",
-        "--out",
-        str(out),
-    ]
+    argv = ["solve", str(qfile), "--generator", "sim", "--policy", "optscalet",
+            "--priors", "predictor", "--n-max", "8", "--out", str(out)]
     assert main(argv) == 0
     (row,) = [json.loads(x) for x in out.read_text().splitlines()]
     assert row["policy"] == "optscalet" and row["n_star"] is not None
