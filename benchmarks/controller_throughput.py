@@ -11,8 +11,9 @@ measures the broker's raw consume rate of the same topic in the same run and pri
 Decision latency: from the worker starting on a score event to the policy's stop/dispatch
 decision (the ``optscale_controller_decision_seconds`` histogram); carrying a stop out (cancel,
 publish the result and wait for the broker's ack, finalize) is reported separately.
-``--compare`` also runs the controller with one Redis call per round trip (no auto-pipelining)
-on the same events and prints the ratio.
+``--compare`` also runs the controller on the same events with one Redis call per round trip
+(no auto-pipelining) and with redis-py's pure-Python reply parser (no hiredis), and prints the
+ratios.
 Targets: >= 5,000 events/s, p99 <= 10 ms.
 """
 
@@ -91,10 +92,15 @@ async def raw_consume(bootstrap: str, total: int) -> float:
 
 
 async def run_controller_once(
-    bootstrap: str, redis_port: int, total: int, group: str, autopipeline: bool
+    bootstrap: str, redis_port: int, total: int, group: str, autopipeline: bool, hiredis: bool
 ) -> dict[str, Any]:
     """One controller (fresh Redis db, fresh consumer group) over the produced events."""
-    r = aioredis.from_url(f"redis://127.0.0.1:{redis_port}/0", decode_responses=True)
+    kw: dict[str, Any] = {}
+    if not hiredis:  # redis-py's pure-Python reply parser (what it uses without hiredis)
+        from redis._parsers import _AsyncRESP2Parser
+
+        kw["parser_class"] = _AsyncRESP2Parser
+    r = aioredis.from_url(f"redis://127.0.0.1:{redis_port}/0", decode_responses=True, **kw)
     await r.flushdb()
     producer = await kafka.producer(bootstrap)
     pub = Publisher(producer)
@@ -145,12 +151,16 @@ async def main(questions: int, n_max: int, seed: int, compare: bool) -> None:
         scored = await produce(bootstrap, questions, n_max, seed)
         total = scored + questions
         raw_rate = await raw_consume(bootstrap, total)
-        modes = [("one call per round trip", False)] if compare else []
-        modes.append(("auto-pipelined (default)", True))
+        modes = (
+            [("one call per round trip", False, True), ("pure-Python reply parser", True, False)]
+            if compare
+            else []
+        )
+        modes.append(("auto-pipelined + hiredis (default)", True, True))
         runs = {}
-        for i, (name, auto) in enumerate(modes):
+        for i, (name, auto, hiredis) in enumerate(modes):
             m = runs[name] = await run_controller_once(
-                bootstrap, rs.port, total, f"bench-controller-{i}", auto
+                bootstrap, rs.port, total, f"bench-controller-{i}", auto, hiredis
             )
             print(
                 f"{name}: {m['rate']:,.0f} events/s; decision latency p50 {m['p50']:.2f} ms, "
@@ -165,11 +175,12 @@ async def main(questions: int, n_max: int, seed: int, compare: bool) -> None:
             f"{m['rate'] / raw_rate:.3f}x"
         )
         if compare:
-            base = runs[modes[0][0]]
-            print(
-                f"auto-pipelined / one call per trip: {m['rate'] / base['rate']:.2f}x events/s, "
-                f"{m['p99'] / base['p99']:.2f}x p99"
-            )
+            for name, *_ in modes[:-1]:
+                base = runs[name]
+                print(
+                    f"default / {name}: {m['rate'] / base['rate']:.2f}x events/s, "
+                    f"{m['p99'] / base['p99']:.2f}x p99"
+                )
         print(
             f"targets: >= 5,000 events/s ({'met' if m['rate'] >= 5000 else 'NOT met'}), "
             f"p99 <= 10 ms ({'met' if m['p99'] <= 10 else 'NOT met'})"
@@ -185,7 +196,7 @@ if __name__ == "__main__":
     ap.add_argument("--n-max", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
-        "--compare", action="store_true", help="also run without auto-pipelining, print ratio"
+        "--compare", action="store_true", help="also run without auto-pipelining and hiredis"
     )
     a = ap.parse_args()
     asyncio.run(main(a.questions, a.n_max, a.seed, a.compare))
