@@ -52,6 +52,7 @@ async def amain(cfg: ControllerConfig) -> None:
         defaults=defaults,
         log=log,
         max_active=cfg.max_active,
+        idle_rebuild_s=cfg.idle_rebuild_seconds,
     )
     consumer = await kafka.consumer(
         cfg.kafka_bootstrap,

@@ -25,6 +25,9 @@ class ControllerConfig:
     max_n_max: int = 1024  # refuse larger N_max at Submit
     max_questions: int = 1000  # per Submit call
     max_active: int = 512  # questions sampling at once; more wait their turn (backpressure)
+    # an owned question with nothing in flight and no event for this long is rebuilt from Redis
+    # and re-dispatched (a safety net; keep it well above the verifiers' scoring backlog)
+    idle_rebuild_seconds: float = 120.0
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
     grace_seconds: float = 10.0

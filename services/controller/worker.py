@@ -42,10 +42,10 @@ class Owned:
     policy: Policy
     state: QuestionState
     leases: dict[asyncio.Task[None], int] = field(default_factory=dict)
-    idle_sweeps: int = 0  # consecutive sweeps that found nothing in flight here
+    # monotonic time of the last progress: taken up, samples dispatched, an event applied
+    progress_at: float = field(default_factory=time.monotonic)
 
 
-IDLE_SWEEPS_BEFORE_REBUILD = 3  # x the sweep interval (5 s) with nothing in flight
 # when the event being handled arrived (perf_counter), for the decision-latency histogram
 _EVENT_T0: contextvars.ContextVar[float | None] = contextvars.ContextVar("event_t0", default=None)
 _OUTCOMES = {
@@ -70,6 +70,7 @@ class ControllerWorker:
         retry_base: float = 0.2,
         retry_cap: float = 10.0,
         max_active: int = 512,
+        idle_rebuild_s: float = 120.0,
     ) -> None:
         self.store = store
         self.generator = generator
@@ -93,6 +94,7 @@ class ControllerWorker:
         self.waiting: dict[str, int] = {}
         self._admitting = 0
         self.stale = False  # memory may disagree with Redis: reset() before the next batch
+        self.idle_rebuild_s = idle_rebuild_s
         # seconds from handling an event to the decision it led to (the last 10,000)
         self.decisions: collections.deque[float] = collections.deque(maxlen=10_000)
 
@@ -150,7 +152,7 @@ class ControllerWorker:
                 if o is None:
                     if q not in self.waiting:
                         await self._admit(q, part)
-                        if q not in self.owned and self.log is not None:
+                        if q not in self.owned and q not in self.waiting and self.log:
                             self.log.warning(
                                 "active question not taken up",
                                 question_id=q,
@@ -159,14 +161,13 @@ class ControllerWorker:
                             )
                     continue
                 if o.leases:
-                    o.idle_sweeps = 0
                     continue
-                o.idle_sweeps += 1
-                if o.idle_sweeps < IDLE_SWEEPS_BEFORE_REBUILD:
+                if time.monotonic() - o.progress_at < self.idle_rebuild_s:
                     await self._advance(o)
                     continue
-                # nothing in flight here for a while yet not finished: what it waits for is
-                # lost (or memory disagrees with Redis); rebuild from Redis and re-dispatch
+                # nothing in flight here, no event for idle_rebuild_s, yet not finished: what it
+                # waits for is lost (or memory disagrees with Redis); rebuild and re-dispatch.
+                # A safety net: scores still queued at the verifiers arrive well before it.
                 self.stats["rebuilt"] = self.stats.get("rebuilt", 0) + 1
                 if self.log is not None:
                     self.log.warning(
@@ -292,6 +293,7 @@ class ControllerWorker:
             return
         self._count("scored", r)
         o.state = st
+        o.progress_at = time.monotonic()
         self._record_decision()
         if d.stop:
             await self._finish(o, d, "done", d.reason)
@@ -322,6 +324,7 @@ class ControllerWorker:
                 o = await self._resume(q)  # rebuilt from Redis, already includes this event
                 return
             o.state = update(o.state)
+            o.progress_at = time.monotonic()
             await self._advance(o)
         elif r == 0:
             self.stats["duplicates"] += 1
@@ -353,6 +356,7 @@ class ControllerWorker:
         """Samples ``first .. first+k-1`` are reserved in Redis: count them in flight and open
         their Generate stream."""
         o.state = o.state.dispatched(k)
+        o.progress_at = time.monotonic()
         t, top_p, max_tokens, seed = o.config["sampling"]
         req = GenerateRequest(
             question_id=o.question_id,

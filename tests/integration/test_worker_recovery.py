@@ -15,7 +15,7 @@ from optscale.v1 import events_pb2
 from services.common.infra import Proc, start_redis
 from services.common.security import redis_client
 from services.controller.state import RedisStateStore
-from services.controller.worker import IDLE_SWEEPS_BEFORE_REBUILD, ControllerWorker
+from services.controller.worker import ControllerWorker
 
 pytestmark = pytest.mark.integration
 
@@ -44,13 +44,14 @@ def _submitted(q: str, text: str, n_max: int) -> events_pb2.QuestionEvent:
     return ev
 
 
-def _worker(r: Any) -> ControllerWorker:
+def _worker(r: Any, **kw: Any) -> ControllerWorker:
     return ControllerWorker(
         RedisStateStore(r),
         IdleGenerator(),
         _noop_publish,
         results_topic="results",
         events_topic="events",
+        **kw,
     )
 
 
@@ -89,7 +90,7 @@ async def test_an_owned_question_with_nothing_in_flight_is_rebuilt_by_the_sweep(
 ) -> None:
     r = redis_client(f"redis://127.0.0.1:{redis_server.port}/2")
     await r.flushdb()
-    worker = _worker(r)
+    worker = _worker(r, idle_rebuild_s=0.2)
     try:
         await worker.assign({0})
         await worker.handle(_submitted("lost", "a question whose samples vanish", 8), 0)
@@ -100,8 +101,10 @@ async def test_an_owned_question_with_nothing_in_flight_is_rebuilt_by_the_sweep(
             t.cancel()
         await asyncio.sleep(0.05)
         assert not o.leases and o.state.n_live == live  # memory still waits for them
-        for _ in range(IDLE_SWEEPS_BEFORE_REBUILD):
-            await worker.sweep()
+        await worker.sweep()  # idle, but not for long: only re-decided
+        assert worker.owned["lost"] is o and "rebuilt" not in worker.stats
+        await asyncio.sleep(0.25)
+        await worker.sweep()
         o = worker.owned["lost"]
         assert o.leases and worker.stats["rebuilt"] == 1
         sq = await worker.store.get("lost")
