@@ -48,12 +48,7 @@ class Owned:
 
 # when the event being handled arrived (perf_counter), for the decision-latency histogram
 _EVENT_T0: contextvars.ContextVar[float | None] = contextvars.ContextVar("event_t0", default=None)
-_OUTCOMES = {
-    1: "applied",
-    0: "duplicate",
-    2: "late",
-    FENCED: "fenced",
-}
+_OUTCOMES = {1: "applied", 0: "duplicate", 2: "late", FENCED: "fenced"}  # store codes
 
 
 class ControllerWorker:
