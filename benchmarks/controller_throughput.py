@@ -157,6 +157,9 @@ async def main(questions: int, n_max: int, seed: int, compare: bool) -> None:
             else []
         )
         modes.append(("auto-pipelined + hiredis (default)", True, True))
+        # warm-up, not measured: the first controller in a process (and the broker's first
+        # consumer group) runs markedly slower; without this the mode measured first loses
+        await run_controller_once(bootstrap, rs.port, total, "bench-warmup", True, True)
         runs = {}
         for i, (name, auto, hiredis) in enumerate(modes):
             m = runs[name] = await run_controller_once(
