@@ -62,15 +62,10 @@ class AutoPipeline:
         self.round_trips += 1
         self.calls += len(batch)
         results = await self._pipeline(batch)
-        missing = {
-            id(s): s
-            for (s, *_), r in zip(batch, results, strict=True)
-            if isinstance(r, NoScriptError)
-        }
-        if missing:  # Redis restarted (scripts are not persisted): load them, run those again
-            for s in missing.values():
+        again = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if again:  # Redis restarted (scripts are not persisted): load them, run those again
+            for s in {id(batch[i][0]): batch[i][0] for i in again}.values():
                 s.sha = await self.r.script_load(s.script)
-            again = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
             redo = await self._pipeline([batch[i] for i in again])
             for i, r in zip(again, redo, strict=True):
                 results[i] = r

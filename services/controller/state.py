@@ -58,19 +58,27 @@ end
 return 1
 """
 
+# reserve k new sample indices without exceeding N_max live (dispatched - failed) samples:
+# the first index, or -4 (nothing reserved)
+_RESERVE = """
+local function reserve(k, n_max)
+  local live = tonumber(redis.call('HGET', h, 'n_dispatched')) -
+    tonumber(redis.call('HGET', h, 'n_failed'))
+  if live + k > n_max then return -4 end
+  local first = tonumber(redis.call('HGET', h, 'next_index'))
+  redis.call('HINCRBY', h, 'next_index', k)
+  redis.call('HINCRBY', h, 'n_dispatched', k)
+  return first
+end
+"""
+
+# ARGV: epoch, k, n_max
 DISPATCH = (
     _PRE
+    + _RESERVE
     + """
 if redis.call('HGET', h, 'status') ~= 'active' then return -3 end
-local k = tonumber(ARGV[2])
-local n_max = tonumber(ARGV[3])
-local live = tonumber(redis.call('HGET', h, 'n_dispatched')) -
-  tonumber(redis.call('HGET', h, 'n_failed'))
-if live + k > n_max then return -4 end
-local first = tonumber(redis.call('HGET', h, 'next_index'))
-redis.call('HINCRBY', h, 'next_index', k)
-redis.call('HINCRBY', h, 'n_dispatched', k)
-return first
+return reserve(tonumber(ARGV[2]), tonumber(ARGV[3]))
 """
 )
 
@@ -111,18 +119,7 @@ APPLY_SCORE = _PRE + _APPLY + "return 1\n"
 # score and the dispatch it leads to are one atomic write (and one round trip).
 # Returns {1, first index} (first = -4: over N_max, nothing reserved) or a scalar code.
 APPLY_SCORE_DISPATCH = (
-    _PRE
-    + _APPLY
-    + """
-local k = tonumber(ARGV[6])
-local live = tonumber(redis.call('HGET', h, 'n_dispatched')) -
-  tonumber(redis.call('HGET', h, 'n_failed'))
-if live + k > tonumber(ARGV[7]) then return {1, -4} end
-local first = tonumber(redis.call('HGET', h, 'next_index'))
-redis.call('HINCRBY', h, 'next_index', k)
-redis.call('HINCRBY', h, 'n_dispatched', k)
-return {1, first}
-"""
+    _PRE + _RESERVE + _APPLY + "return {1, reserve(tonumber(ARGV[6]), tonumber(ARGV[7]))}\n"
 )
 
 APPLY_FAILURE = (
@@ -180,6 +177,12 @@ def _keys(q: str) -> tuple[str, str, str, str]:
     return _h(q), f"oq:{{{q}}}:applied", f"oq:{{{q}}}:obs", f"oq:{{{q}}}:late"
 
 
+def _score_args(
+    epoch: int, sample_id: str, score: float, tokens: int, obs: dict[str, Any]
+) -> list[Any]:
+    return [epoch, sample_id, repr(float(score)), int(tokens), json.dumps(obs)]
+
+
 class RedisStateStore:
     """The controller's state port over redis-py asyncio (``decode_responses=True``)."""
 
@@ -225,7 +228,7 @@ class RedisStateStore:
     ) -> int:
         """1 applied, 0 duplicate, 2 late (question final, or N_max scores already: recorded
         only), -1 fenced."""
-        args = [epoch, sample_id, repr(float(score)), int(tokens), json.dumps(obs)]
+        args = _score_args(epoch, sample_id, score, tokens, obs)
         return int(await self._run(self._score, list(_keys(q)), args))
 
     async def apply_score_and_dispatch(
@@ -241,7 +244,7 @@ class RedisStateStore:
     ) -> tuple[int, int]:
         """:meth:`apply_score`, and if the score was applied, :meth:`dispatch` of ``k >= 1``
         samples in the same atomic script: ``(code, first index or -4 over N_max)``."""
-        args = [epoch, sample_id, repr(float(score)), int(tokens), json.dumps(obs), k, n_max]
+        args = [*_score_args(epoch, sample_id, score, tokens, obs), k, n_max]
         res = await self._run(self._score_dispatch, list(_keys(q)), args)
         if isinstance(res, list):
             return int(res[0]), int(res[1])

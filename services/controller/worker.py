@@ -180,10 +180,9 @@ class ControllerWorker:
         epoch, from Redis — after an infrastructure error (Redis or Kafka unreachable) left
         it unknown which writes happened: in-flight leases are cancelled and re-dispatched
         from the stored counts, exactly as after a failover."""
-        self.stale = True
         partitions = set(self.partitions)
         await self.revoke(partitions)
-        await self.assign(partitions)  # clears ``stale`` once everything is taken up again
+        await self.assign(partitions)  # ``stale`` until everything is taken up again
 
     async def close(self) -> None:
         for q in list(self.owned):
@@ -263,27 +262,20 @@ class ControllerWorker:
             await self._resume(q)
         ob = Observation(c.sample_id, c.answer or None, sc.score, c.completion_tokens)
         o = self.owned.get(q)
-        if o is None:  # not ours (final, fenced, or not active): record it, change nothing
-            r = await self.store.apply_score(
-                q, self.epoch, c.sample_id, sc.score, c.completion_tokens, obs
-            )
-            await self._after_apply(q, r, "scored", lambda st: st.observe(ob))
-            return
-        # decide on the state with this score first: when the decision is to sample more, the
-        # score and that dispatch go to Redis as one atomic script (one round trip)
-        st = o.state.observe(ob)
-        d = o.policy.decide(st)
-        k = 0 if d.stop else d.target - st.n_live
-        if k > 0:
-            r, first = await self.store.apply_score_and_dispatch(
-                q, self.epoch, c.sample_id, sc.score, c.completion_tokens, obs, k, o.policy.n_max
-            )
+        k = 0
+        if o is not None:
+            # decide on the state with this score first: when the decision is to sample more,
+            # the score and that dispatch go to Redis as one atomic script (one round trip)
+            st = o.state.observe(ob)
+            d = o.policy.decide(st)
+            k = 0 if d.stop else d.target - st.n_live
+        args = (q, self.epoch, c.sample_id, sc.score, c.completion_tokens, obs)
+        if o is not None and k > 0:
+            r, first = await self.store.apply_score_and_dispatch(*args, k, o.policy.n_max)
         else:
-            first = -5
-            r = await self.store.apply_score(
-                q, self.epoch, c.sample_id, sc.score, c.completion_tokens, obs
-            )
-        if r != 1 or self.owned.get(q) is not o:  # duplicate, late, fenced: nothing reserved
+            r, first = await self.store.apply_score(*args), -5
+        if o is None or r != 1 or self.owned.get(q) is not o:
+            # not ours (final, fenced, not active), or a duplicate/late score: nothing reserved
             await self._after_apply(q, r, "scored", lambda st: st.observe(ob))
             return
         self._count("scored", r)
