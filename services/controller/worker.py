@@ -119,7 +119,7 @@ class ControllerWorker:
     async def _admit(self, q: str, partition: int) -> None:
         if q in self.owned:
             return
-        if len(self.owned) + self._admitting >= self.max_active:
+        if not self._has_room():
             self.waiting.setdefault(q, partition)
             return
         self.waiting.pop(q, None)
@@ -129,10 +129,13 @@ class ControllerWorker:
         finally:
             self._admitting -= 1
 
+    def _has_room(self) -> bool:
+        return len(self.owned) + self._admitting < self.max_active
+
     async def fill(self) -> None:
         """Admit waiting questions while there is room (the consumer task calls this between
         batches, so it never races a batch's own handling of the same question)."""
-        while self.waiting and len(self.owned) + self._admitting < self.max_active:
+        while self.waiting and self._has_room():
             q = next(iter(self.waiting))
             del self.waiting[q]
             await self._resume(q)
@@ -236,7 +239,13 @@ class ControllerWorker:
                 return
             created = await self.store.create(q, self.epoch, cfg, partition)
             CONTROLLER_EVENTS.labels(kind, "applied" if created else "duplicate").inc()
-            await self._admit(q, partition)
+            if created and q not in self.owned and self._has_room():
+                # created under our epoch just now: nothing to claim or read back from Redis
+                o = Owned(q, partition, cfg, policy_from(cfg), QuestionState())
+                self.owned[q] = o
+                await self._advance(o)
+            else:
+                await self._admit(q, partition)
         elif kind == "scored":
             await self._on_scored(q, ev.scored.scored)
         elif kind == "sample_failed":
