@@ -1,0 +1,60 @@
+"""Taking up a new question on a real redis-server: a question the worker has just created is
+owned at once (create + dispatch, no claim or read-back), with the same state and config a
+new owner would rebuild from Redis; a repeated submit changes nothing; over ``max_active``
+it waits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from services.common.infra import Proc
+from services.common.security import redis_client
+from services.controller.state import RedisStateStore
+from services.controller.worker import ControllerWorker
+from tests.integration.test_worker_recovery import IdleGenerator, _noop_publish, _submitted
+
+pytestmark = pytest.mark.integration
+
+
+def _worker(r: Any, **kw: Any) -> ControllerWorker:
+    store = RedisStateStore(r)
+    return ControllerWorker(
+        store, IdleGenerator(), _noop_publish, results_topic="r", events_topic="e", **kw
+    )
+
+
+async def test_a_new_question_is_owned_with_two_redis_calls(redis_server: Proc) -> None:
+    r = redis_client(f"redis://127.0.0.1:{redis_server.port}/5")
+    await r.flushdb()
+    w, other = _worker(r, max_active=2), _worker(r)
+    try:
+        await w.assign({0})
+        pipe = w.store.pipeline
+        assert pipe is not None
+        before = pipe.calls
+        await w.handle(_submitted("a", "question a", 8), 0)
+        assert pipe.calls - before == 2  # CREATE, then DISPATCH of the first samples
+        o = w.owned["a"]
+        k = o.state.n_dispatched  # the policy's initial batch, one Generate lease
+        assert k >= 1 and list(o.leases.values()) == [k]
+
+        # what a new owner rebuilds from Redis is what the creator holds
+        other.epoch = w.epoch
+        rebuilt = await other._resume("a")
+        assert rebuilt is not None
+        assert rebuilt.config == o.config and rebuilt.state.n_dispatched == k
+        assert rebuilt.policy == o.policy
+        await other.close()
+
+        before = pipe.calls
+        await w.handle(_submitted("a", "question a", 8), 0)  # a repeated submit: no-op
+        assert pipe.calls - before == 1 and w.owned["a"] is o and list(o.leases.values()) == [k]
+
+        await w.handle(_submitted("b", "question b", 8), 0)
+        await w.handle(_submitted("c", "question c", 8), 0)  # over max_active: waits
+        assert set(w.owned) == {"a", "b"} and set(w.waiting) == {"c"}
+    finally:
+        await w.close()
+        await r.aclose()
