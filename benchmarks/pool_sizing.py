@@ -1,7 +1,7 @@
 """Capacity of one generator worker and one verifier worker, for sizing their pools.
 
     .venv/bin/python benchmarks/pool_sizing.py [--questions 2] [--k 4] [--max-tokens 192]
-        [--questions-per-second 1] [--samples-per-question 6.1]
+        [--questions-per-second 1] [--samples-per-question 6.0]
 
 Builds the backends exactly as the services do, from the same configuration
 (``OPTSCALE_GENERATOR_*`` and ``OPTSCALE_VERIFIER_*``), and drives them in process:
@@ -12,7 +12,7 @@ Builds the backends exactly as the services do, from the same configuration
   and scored tokens/s;
 
 then prints the workers each pool needs for ``--questions-per-second`` at
-``--samples-per-question`` (take it from ``optscale replay`` of your own pool; 6.1 is OptScale^0
+``--samples-per-question`` (take it from ``optscale replay`` of your own pool; 6.0 is OptScale^0
 at N_max = 16 on the committed GSM8K pool).
 
 On a GPU node, point it at the engines the pods run, e.g.::
@@ -138,5 +138,5 @@ if __name__ == "__main__":
     ap.add_argument("--concurrency", type=int, default=2, help="requests in flight")
     ap.add_argument("--max-tokens", type=int, default=192)
     ap.add_argument("--questions-per-second", type=float, default=1.0)
-    ap.add_argument("--samples-per-question", type=float, default=6.1)
+    ap.add_argument("--samples-per-question", type=float, default=6.0)
     asyncio.run(main(ap.parse_args()))
