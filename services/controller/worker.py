@@ -241,9 +241,8 @@ class ControllerWorker:
             CONTROLLER_EVENTS.labels(kind, "applied" if created else "duplicate").inc()
             if created and q not in self.owned and self._has_room():
                 # created under our epoch just now: nothing to claim or read back from Redis
-                o = Owned(q, partition, cfg, policy_from(cfg), QuestionState())
-                self.owned[q] = o
-                await self._advance(o)
+                new = self.owned[q] = Owned(q, partition, cfg, policy_from(cfg), QuestionState())
+                await self._advance(new)
             else:
                 await self._admit(q, partition)
         elif kind == "scored":
