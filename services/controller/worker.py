@@ -116,7 +116,11 @@ class ControllerWorker:
                 del self.waiting[q]
         self.partitions -= partitions
 
-    async def _admit(self, q: str, partition: int) -> None:
+    async def _admit(
+        self, q: str, partition: int, *, created: dict[str, Any] | None = None
+    ) -> None:
+        """Take ``q`` up if there is room, else queue it. ``created``: the config of a question
+        this worker has just created under its epoch — nothing to claim or read back."""
         if q in self.owned:
             return
         if not self._has_room():
@@ -125,7 +129,10 @@ class ControllerWorker:
         self.waiting.pop(q, None)
         self._admitting += 1  # a batch admits concurrently: hold the slot across the awaits
         try:
-            await self._resume(q)
+            if created is not None:
+                await self._own(q, partition, created, QuestionState())
+            else:
+                await self._resume(q)
         finally:
             self._admitting -= 1
 
@@ -206,8 +213,12 @@ class ControllerWorker:
         for ob in sq.observations:
             st = st.observe(Observation(ob["id"], ob.get("answer"), ob["score"], ob["tokens"]))
         st = st.dispatched(max(0, sq.n_dispatched - st.n_dispatched)).failed(sq.n_failed)
-        o = Owned(q, sq.partition, sq.config, policy_from(sq.config), st)
-        self.owned[q] = o
+        return await self._own(q, sq.partition, sq.config, st)
+
+    async def _own(
+        self, q: str, partition: int, config: dict[str, Any], state: QuestionState
+    ) -> Owned:
+        o = self.owned[q] = Owned(q, partition, config, policy_from(config), state)
         await self._advance(o)
         return o
 
@@ -239,12 +250,7 @@ class ControllerWorker:
                 return
             created = await self.store.create(q, self.epoch, cfg, partition)
             CONTROLLER_EVENTS.labels(kind, "applied" if created else "duplicate").inc()
-            if created and q not in self.owned and self._has_room():
-                # created under our epoch just now: nothing to claim or read back from Redis
-                new = self.owned[q] = Owned(q, partition, cfg, policy_from(cfg), QuestionState())
-                await self._advance(new)
-            else:
-                await self._admit(q, partition)
+            await self._admit(q, partition, created=cfg if created else None)
         elif kind == "scored":
             await self._on_scored(q, ev.scored.scored)
         elif kind == "sample_failed":

@@ -5,24 +5,13 @@ it waits."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from services.common.infra import Proc
 from services.common.security import redis_client
-from services.controller.state import RedisStateStore
-from services.controller.worker import ControllerWorker
-from tests.integration.test_worker_recovery import IdleGenerator, _noop_publish, _submitted
+from tests.integration.test_worker_recovery import _submitted, _worker
 
 pytestmark = pytest.mark.integration
-
-
-def _worker(r: Any, **kw: Any) -> ControllerWorker:
-    store = RedisStateStore(r)
-    return ControllerWorker(
-        store, IdleGenerator(), _noop_publish, results_topic="r", events_topic="e", **kw
-    )
 
 
 async def test_a_new_question_is_owned_with_two_redis_calls(redis_server: Proc) -> None:
