@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from optscale.engines.generation.sim import Backend as Sim
+from optscale.engines.scoring.confidence import Backend as Confidence
 from services.common.infra import start_broker, start_redis
-from services.generator.backends.sim import Backend as Sim
 from services.local import LocalPipeline
-from services.verifier.backends.confidence import Backend as Confidence
 
 
 async def main(questions: int, n_max: int, token_delay: float, s_min: float) -> None:

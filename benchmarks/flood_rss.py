@@ -15,10 +15,10 @@ import argparse
 import asyncio
 import time
 
+from optscale.engines.generation.sim import Backend as Sim
+from optscale.engines.scoring.confidence import Backend as Confidence
 from services.common.infra import start_broker, start_redis
-from services.generator.backends.sim import Backend as Sim
 from services.local import LocalPipeline
-from services.verifier.backends.confidence import Backend as Confidence
 
 
 def rss_mib() -> float:

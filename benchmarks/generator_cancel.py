@@ -16,10 +16,10 @@ import random
 
 import grpc
 
+from optscale.engines.generation.llamacpp import Backend
 from optscale.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from services.common.logging import configure
 from services.common.server import Server
-from services.generator.backends.llamacpp import Backend
 from services.generator.server import SERVICE, GeneratorServicer
 
 

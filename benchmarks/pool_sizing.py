@@ -52,9 +52,9 @@ def prm_standin(batch_size: int) -> Any:
     import torch
     from transformers import AutoTokenizer, LlamaForTokenClassification
 
+    from optscale.engines.scoring.prm import SEPARATOR
+    from optscale.engines.scoring.prm import Backend as Prm
     from optscale.models import resolve_dir
-    from services.verifier.backends.prm import SEPARATOR
-    from services.verifier.backends.prm import Backend as Prm
 
     d = resolve_dir("smollm2")
     tok = AutoTokenizer.from_pretrained(d)

@@ -1,7 +1,7 @@
 """In-process adapters of the seams in :mod:`optscale.ports` (embedded mode and unit tests).
 
 * :class:`InProcessGenerator` — a :class:`~optscale.ports.GeneratorClient` over a generator
-  backend object (``services/generator/backends/*``: ``async generate(request)`` yielding
+  backend object (``optscale/engines/generation/*``: ``async generate(request)`` yielding
   finished samples). Closing the stream (``aclose``) or cancelling the consuming task aborts
   the unfinished samples, exactly as cancelling the gRPC stream does.
 * :class:`InProcessVerifier` — a :class:`~optscale.ports.VerifierClient` over a verifier
@@ -71,11 +71,11 @@ class InProcessVerifier:
 def make_generator(kind: str, **options: Any) -> InProcessGenerator:
     """``kind``: llamacpp | hf | sim; options go to the backend's constructor."""
     if kind == "llamacpp":
-        from services.generator.backends import llamacpp as mod
+        from optscale.engines.generation import llamacpp as mod
     elif kind == "hf":
-        from services.generator.backends import hf as mod  # type: ignore[no-redef]
+        from optscale.engines.generation import hf as mod  # type: ignore[no-redef]
     elif kind == "sim":
-        from services.generator.backends import sim as mod  # type: ignore[no-redef]
+        from optscale.engines.generation import sim as mod  # type: ignore[no-redef]
     else:
         raise InvalidArgumentError("generator", kind, "one of llamacpp, hf, sim")
     return InProcessGenerator(_construct(mod, options))
@@ -84,11 +84,11 @@ def make_generator(kind: str, **options: Any) -> InProcessGenerator:
 def make_verifier(kind: str, **options: Any) -> InProcessVerifier:
     """``kind``: confidence | sim | prm."""
     if kind == "confidence":
-        from services.verifier.backends import confidence as mod
+        from optscale.engines.scoring import confidence as mod
     elif kind == "sim":
-        from services.verifier.backends import sim as mod  # type: ignore[no-redef]
+        from optscale.engines.scoring import sim as mod  # type: ignore[no-redef]
     elif kind == "prm":
-        from services.verifier.backends import prm as mod  # type: ignore[no-redef]
+        from optscale.engines.scoring import prm as mod  # type: ignore[no-redef]
     else:
         raise InvalidArgumentError("verifier", kind, "one of confidence, sim, prm")
     return InProcessVerifier(_construct(mod, options))

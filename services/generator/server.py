@@ -87,7 +87,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
 
 def make_backend(cfg: Any) -> Any:
     if cfg.backend == "sim":
-        from services.generator.backends.sim import Backend as Sim
+        from optscale.engines.generation.sim import Backend as Sim
 
         return Sim(
             seed=cfg.seed,
@@ -96,7 +96,7 @@ def make_backend(cfg: Any) -> Any:
             max_tokens=cfg.max_tokens,
         )
     if cfg.backend == "llamacpp":
-        from services.generator.backends.llamacpp import Backend as Llama
+        from optscale.engines.generation.llamacpp import Backend as Llama
 
         return Llama(
             cfg.model,
@@ -107,7 +107,7 @@ def make_backend(cfg: Any) -> Any:
             max_tokens=cfg.max_tokens,
         )
     if cfg.backend == "hf":
-        from services.generator.backends.hf import Backend as Hf
+        from optscale.engines.generation.hf import Backend as Hf
 
         return Hf(
             cfg.model,
@@ -119,7 +119,7 @@ def make_backend(cfg: Any) -> Any:
             max_tokens=cfg.max_tokens,
         )
     if cfg.backend == "openai":
-        from services.generator.backends.openai import Backend as OpenAI
+        from optscale.engines.generation.openai import Backend as OpenAI
 
         return OpenAI(
             cfg.model,
@@ -128,7 +128,7 @@ def make_backend(cfg: Any) -> Any:
             max_tokens=cfg.max_tokens,
         )
     if cfg.backend == "vllm":  # the gpu extra
-        from services.generator.backends.vllm import Backend as Vllm
+        from optscale.engines.generation.vllm import Backend as Vllm
 
         return Vllm(
             cfg.model, n_ctx=cfg.n_ctx, seed=cfg.seed, max_k=cfg.max_k, max_tokens=cfg.max_tokens

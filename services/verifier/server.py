@@ -65,15 +65,15 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
 
 def make_backend(cfg: Any) -> Any:
     if cfg.backend == "confidence":
-        from services.verifier.backends.confidence import Backend
+        from optscale.engines.scoring.confidence import Backend
 
         return Backend()
     if cfg.backend == "sim":
-        from services.verifier.backends.sim import Backend as Sim
+        from optscale.engines.scoring.sim import Backend as Sim
 
         return Sim(cfg.seed, delay=cfg.sim_delay, per_sample=cfg.sim_per_sample)
     if cfg.backend == "prm":  # a GPU pool
-        from services.verifier.backends.prm import Backend as Prm
+        from optscale.engines.scoring.prm import Backend as Prm
 
         return Prm(
             cfg.model or "Qwen/Qwen2.5-Math-PRM-7B",
@@ -83,7 +83,7 @@ def make_backend(cfg: Any) -> Any:
             device=cfg.device or None,
         )
     if cfg.backend == "vllm":  # the gpu extra: the same protocol on vLLM's pooling runner
-        from services.verifier.backends.vllm_prm import Backend as VllmPrm
+        from optscale.engines.scoring.vllm_prm import Backend as VllmPrm
 
         return VllmPrm(
             cfg.model or "Qwen/Qwen2.5-Math-PRM-7B",

@@ -14,14 +14,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from optscale.engines.generation.sim import Backend as Sim
+from optscale.engines.scoring.confidence import Backend as Confidence
 from optscale.v1 import common_pb2, controller_pb2, controller_pb2_grpc
 from services.common.infra import Proc
 from services.common.logging import configure
 from services.common.server import Server
 from services.controller.server import SERVICE, ControllerServicer
-from services.generator.backends.sim import Backend as Sim
 from services.local import LocalPipeline
-from services.verifier.backends.confidence import Backend as Confidence
 
 pytestmark = pytest.mark.integration
 CLIENT_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}

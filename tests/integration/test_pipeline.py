@@ -10,14 +10,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from optscale.engines.generation.sim import Backend as Sim
+from optscale.engines.scoring.confidence import Backend as Confidence
 from optscale.errors import BackendUnavailableError
 from optscale.v1 import events_pb2
 from services.common import kafka
 from services.common.infra import Proc
 from services.controller.lease import LEASE_RETRIES
-from services.generator.backends.sim import Backend as Sim
 from services.local import FAST_GROUP, LocalPipeline
-from services.verifier.backends.confidence import Backend as Confidence
 
 pytestmark = pytest.mark.integration
 

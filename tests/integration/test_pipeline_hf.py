@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from optscale.engines.generation.hf import Backend as Hf
+from optscale.engines.scoring.confidence import Backend as Confidence
 from optscale.v1 import events_pb2
 from services.common.infra import Proc
-from services.generator.backends.hf import Backend as Hf
 from services.local import LocalPipeline
-from services.verifier.backends.confidence import Backend as Confidence
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 

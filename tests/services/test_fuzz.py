@@ -12,6 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from optscale.engines.generation.sim import Backend as Sim
+from optscale.engines.scoring.confidence import Backend as Confidence
 from optscale.v1 import (
     common_pb2,
     generator_pb2,
@@ -23,10 +25,8 @@ from optscale.v1 import (
 )
 from services.common.logging import configure
 from services.common.server import Server
-from services.generator.backends.sim import Backend as Sim
 from services.generator.server import GeneratorServicer
 from services.predictor.server import ConstantPrior, PredictorServicer
-from services.verifier.backends.confidence import Backend as Confidence
 from services.verifier.server import VerifierServicer
 
 OK = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}

@@ -11,11 +11,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from optscale.engines.generation.sim import Backend as Sim
 from optscale.errors import InvalidArgumentError
 from optscale.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from services.common.security import Security, open_channel
 from services.common.server import Server
-from services.generator.backends.sim import Backend as Sim
 from services.generator.server import SERVICE, GeneratorServicer
 from tests.services.certs import make_pki
 

@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
+from optscale.engines.generation.openai import Backend
 from optscale.errors import BackendUnavailableError, InvalidArgumentError
 from optscale.ports import GenerateRequest
 from optscale.types import SamplingParams
 from services.common.infra import free_port
-from services.generator.backends.openai import Backend
 
 
 @dataclass

@@ -10,9 +10,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from optscale.engines.generation.llamacpp import Backend as Llama
+from optscale.engines.generation.sim import Backend as Sim
 from optscale.v1 import common_pb2, generator_pb2, generator_pb2_grpc
-from services.generator.backends.llamacpp import Backend as Llama
-from services.generator.backends.sim import Backend as Sim
 from services.generator.server import SERVICE, GeneratorServicer
 
 

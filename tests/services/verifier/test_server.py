@@ -9,8 +9,8 @@ from typing import Any
 import grpc
 import pytest
 
+from optscale.engines.scoring.confidence import Backend
 from optscale.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
-from services.verifier.backends.confidence import Backend
 from services.verifier.server import SERVICE, VerifierServicer
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from optscale.engines.generation.vllm import Backend
 from optscale.errors import InvalidArgumentError
 from optscale.ports import GenerateRequest
 from optscale.types import SamplingParams
-from services.generator.backends.vllm import Backend
 
 
 class Engine:

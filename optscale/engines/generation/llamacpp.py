@@ -20,16 +20,16 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from optscale.grading import extract_answer
-from optscale.models import resolve_gguf
-from optscale.ports import GenerateRequest
-from optscale.types import GeneratedSample, SamplingParams
-from services.generator.backends.base import (
+from optscale.engines.generation.base import (
     LogprobSummary,
     log_softmax_at,
     sample_id,
     validate_request,
 )
+from optscale.grading import extract_answer
+from optscale.models import resolve_gguf
+from optscale.ports import GenerateRequest
+from optscale.types import GeneratedSample, SamplingParams
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"

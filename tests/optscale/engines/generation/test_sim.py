@@ -7,9 +7,9 @@ import math
 
 import pytest
 
+from optscale.engines.generation.sim import Backend
 from optscale.ports import GenerateRequest
 from optscale.types import SamplingParams
-from services.generator.backends.sim import Backend
 
 
 async def _collect(b: Backend, req: GenerateRequest) -> list:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from services.verifier.backends.prm import Backend as Prm
-from services.verifier.backends.vllm_prm import Backend as VllmPrm
+from optscale.engines.scoring.prm import Backend as Prm
+from optscale.engines.scoring.vllm_prm import Backend as VllmPrm
 
 QUESTION = "What is 12 * 3 + 4?"
 RESPONSE = "First, 12 * 3 = 36.\n\nThen 36 + 4 = 40.\n\n\n\nSo the answer is \\boxed{40}."

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from optscale.engines.generation.llamacpp import Backend
 from optscale.errors import InvalidArgumentError
 from optscale.ports import GenerateRequest
 from optscale.types import SamplingParams
-from services.generator.backends.llamacpp import Backend
-from tests.services.generator.requests import collect, make_request
+from tests.optscale.engines.generation.requests import collect, make_request
 
 pytestmark = pytest.mark.model
 

@@ -22,14 +22,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from optscale.grading import extract_answer
-from optscale.ports import GenerateRequest
-from optscale.types import GeneratedSample
-from services.generator.backends.base import (
+from optscale.engines.generation.base import (
     LogprobSummary,
     sample_id,
     validate_request,
 )
+from optscale.grading import extract_answer
+from optscale.ports import GenerateRequest
+from optscale.types import GeneratedSample
 
 
 def _engine_from_env(model: str, n_ctx: int, seed: int) -> Any:  # pragma: no cover - GPU only

@@ -24,11 +24,11 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from optscale.engines.generation.base import LogprobSummary, sample_id, validate_request
 from optscale.grading import extract_answer
 from optscale.models import resolve_dir
 from optscale.ports import GenerateRequest
 from optscale.types import GeneratedSample
-from services.generator.backends.base import LogprobSummary, sample_id, validate_request
 
 _DONE = object()
 

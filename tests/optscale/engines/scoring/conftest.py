@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import torch
 
+from optscale.engines.scoring.prm import SEPARATOR
 from optscale.models import resolve_dir
-from services.verifier.backends.prm import SEPARATOR
 
 
 @pytest.fixture(scope="session")

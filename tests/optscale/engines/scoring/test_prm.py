@@ -12,16 +12,16 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from optscale.errors import InvalidArgumentError
-from optscale.models import resolve_dir
-from optscale.types import GeneratedSample
-from services.verifier.backends.prm import (
+from optscale.engines.scoring.prm import (
     AGGREGATIONS,
     SEPARATOR,
     Backend,
     plan_windows,
     split_steps,
 )
+from optscale.errors import InvalidArgumentError
+from optscale.models import resolve_dir
+from optscale.types import GeneratedSample
 
 QUESTION = "What is 12 * 3 + 4?"
 RESPONSE = "First, 12 * 3 = 36.\n\nThen 36 + 4 = 40.\n\n\n\nSo the answer is \\boxed{40}."

@@ -22,11 +22,11 @@ from typing import Any
 
 import httpx
 
+from optscale.engines.generation.base import LogprobSummary, sample_id, validate_request
 from optscale.errors import BackendUnavailableError, InvalidArgumentError
 from optscale.grading import extract_answer
 from optscale.ports import GenerateRequest
 from optscale.types import GeneratedSample
-from services.generator.backends.base import LogprobSummary, sample_id, validate_request
 
 
 @dataclass(slots=True)

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
+from optscale.engines.scoring.confidence import Backend
 from optscale.errors import InvalidArgumentError
 from optscale.types import GeneratedSample
-from services.verifier.backends.confidence import Backend
 
 
 def _s(steps: tuple[float, ...] = (), mean: float | None = None) -> GeneratedSample:

@@ -1,6 +1,6 @@
 """The PRM protocol on vLLM's pooling runner (GPU; the ``gpu`` extra).
 
-Same protocol and long-trace rule as :mod:`services.verifier.backends.prm` (steps, windows,
+Same protocol and long-trace rule as :mod:`optscale.engines.scoring.prm` (steps, windows,
 aggregation); only the forward pass differs: ``LLM(model, runner="pooling")`` and
 ``LLM.encode(..., pooling_task="token_classify")``, where vLLM's ``Qwen2ForProcessRewardModel``
 returns the softmaxed 2-class rows at the step separator (STEP pooling) — or, with ALL
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from services.verifier.backends.prm import Backend as PrmBackend
+from optscale.engines.scoring.prm import Backend as PrmBackend
 
 
 def _llm(model: str, max_length: int) -> Any:  # pragma: no cover - GPU only

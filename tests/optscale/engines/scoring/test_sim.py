@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import statistics
 
+from optscale.engines.scoring.sim import Backend
 from optscale.types import GeneratedSample
-from services.verifier.backends.sim import Backend
 
 
 def _s(q: str, i: int) -> GeneratedSample:

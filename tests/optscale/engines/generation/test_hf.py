@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from optscale.engines.generation.hf import Backend, sample_top_p
 from optscale.errors import InvalidArgumentError
 from optscale.ports import GenerateRequest
 from optscale.types import SamplingParams
-from services.generator.backends.hf import Backend, sample_top_p
-from tests.services.generator.requests import collect, make_request
+from tests.optscale.engines.generation.requests import collect, make_request
 
 
 def test_sampler_greedy_at_zero_temperature() -> None:

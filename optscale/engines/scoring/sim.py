@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from optscale.engines.seeded import seeded_rng
 from optscale.types import GeneratedSample, ScoredSample
-from services.common.seeded import seeded_rng
 
 _rng = seeded_rng
 

@@ -14,10 +14,10 @@ import math
 import time
 from collections.abc import AsyncIterator
 
+from optscale.engines.generation.base import sample_id, validate_request
+from optscale.engines.seeded import seeded_rng
 from optscale.ports import GenerateRequest
 from optscale.types import GeneratedSample
-from services.common.seeded import seeded_rng
-from services.generator.backends.base import sample_id, validate_request
 
 _rng = seeded_rng
 
