@@ -57,6 +57,10 @@ from optscale.stats import (
 )
 
 __all__ = [
+    "DEFAULT_ALPHA",
+    "DEFAULT_N_MAX",
+    "DEFAULT_POLICY",
+    "DEFAULT_S_MIN",
     "POLICY_NAMES",
     "Chosen",
     "Decision",
@@ -65,6 +69,13 @@ __all__ = [
     "QuestionState",
     "make_policy",
 ]
+# The one place for the stopping defaults (the paper's PRM settings). With a weak scorer
+# (token confidence) choose alpha / s_min with `optscale calibrate` on a dev split instead.
+DEFAULT_POLICY = "optscale0"
+DEFAULT_N_MAX = 16
+DEFAULT_ALPHA = 0.9
+DEFAULT_S_MIN = 0.95
+
 
 @dataclass(frozen=True, slots=True)
 class Observation:
@@ -246,8 +257,8 @@ class FixedN(_Base):
 class OptScale(_Base):
     """OptScale^0 (``prior is None``: MLE after an initial batch) or OptScale^t (MAP)."""
 
-    alpha: float = 0.9
-    s_min: float = 0.95
+    alpha: float = DEFAULT_ALPHA
+    s_min: float = DEFAULT_S_MIN
     bounds: Bounds = Bounds()  # noqa: RUF009 (immutable)
     prior: GaussianPrior | None = None
     initial: int = 1
@@ -339,8 +350,8 @@ def make_policy(
     name: str,
     *,
     n_max: int,
-    alpha: float = 0.9,
-    s_min: float = 0.95,
+    alpha: float = DEFAULT_ALPHA,
+    s_min: float = DEFAULT_S_MIN,
     bounds: Bounds | None = None,
     prior: GaussianPrior | None = None,
     initial: int | None = None,

@@ -3,13 +3,14 @@
 For every question of a pool, ``orders`` seeded random permutations of its samples are drawn
 once and shared by every policy and every N_max (common random numbers, so differences between
 policies are not sampling noise of the orders). One *episode* = one policy, one N_max, one
-question, one order, simulated exactly as the streaming solver runs it:
+question, one order, driven through the same :class:`~optscale.loop.QuestionLoop` as the
+streaming solver and the controller:
 
-1. ``decision = policy.decide(state)`` on the empty state;
-2. while not ``decision.stop``: dispatch ``decision.target - live`` more samples (taken from
-   the order), then the oldest in-flight sample "finishes" and is observed, and the policy
-   decides again — one decision per arriving score;
-3. on stop the answer is ``decision.chosen``; samples still in flight are cancelled.
+1. the loop's dispatches take the next samples of the order (sample index ``i`` is
+   ``order[i]``);
+2. the oldest in-flight sample "finishes" and is fed to the loop, which decides again — one
+   decision per arriving score;
+3. on stop the answer is the loop's chosen sample; samples still in flight are cancelled.
 
 Accounting (documented in docs/pool-format.md):
 
@@ -40,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from optscale.loop import Dispatch, QuestionLoop, StalledLoopError, Stop
+from optscale.policies import DEFAULT_ALPHA, DEFAULT_S_MIN, Observation, Policy
 from optscale.pools import Pool, PoolQuestion, PoolSample
 
 N_GRID: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
@@ -73,6 +76,7 @@ class Episode:
     samples: int
     n_star: float | None
     reason: str
+    chosen_sample_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -142,8 +146,8 @@ class ReplayConfig:
     n_max: tuple[int, ...] = N_GRID
     orders: int = 100
     seed: int = 0
-    alpha: float = 0.9
-    s_min: float = 0.95
+    alpha: float = DEFAULT_ALPHA
+    s_min: float = DEFAULT_S_MIN
     priors: Mapping[str, tuple[float, float]] | None = None
     policy_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
@@ -210,40 +214,48 @@ def bon_answer(order: Sequence[PoolSample], n_max: int) -> PoolSample:
 
 
 
-def run_episode(policy: Any, order: Sequence[PoolSample]) -> Episode:
-    """Stream one order of samples through ``policy`` as the solver would."""
-    from optscale.policies import Observation, QuestionState
-
+def run_episode(
+    policy: Policy,
+    order: Sequence[PoolSample],
+    *,
+    question_id: str = "replay",
+    seed: int | None = None,
+    trace: list[Dispatch] | None = None,
+) -> Episode:
+    """Drive the question's :class:`~optscale.loop.QuestionLoop` over one order of samples, as
+    the solver would: sample index ``i`` is ``order[i]``, in flight from its dispatch until it
+    is the oldest unfinished one. ``trace`` collects the loop's dispatches."""
     by_id = {s.sample_id: s for s in order}
-    state = QuestionState()
+    loop = QuestionLoop.start(question_id, policy, seed=seed)
     inflight: deque[PoolSample] = deque()
-    nxt = 0
-    decision = policy.decide(state)
-    while not decision.stop:
-        live = state.n_dispatched - state.n_failed
-        k = min(decision.target - live, len(order) - nxt)
-        if k > 0:
-            state = state.dispatched(k)
-            inflight.extend(order[nxt : nxt + k])
-            nxt += k
+    action = loop.next_action()
+    while not isinstance(action, Stop):
+        if isinstance(action, Dispatch):
+            k = min(action.k, len(order) - action.first_index)
+            if k > 0:
+                if trace is not None:
+                    trace.append(action)
+                loop = loop.dispatched(action.first_index, k)
+                inflight.extend(order[action.first_index : action.first_index + k])
         if not inflight:
-            raise RuntimeError(
-                f"policy {policy.name!r} neither stops nor asks for samples "
-                f"(n_scored={state.n_scored}, target={decision.target})"
+            raise StalledLoopError(
+                f"policy {policy.name!r} asks for more samples than the pool has "
+                f"({len(order)})"
             )
         s = inflight.popleft()
-        state = state.observe(Observation(s.sample_id, s.answer, s.score, s.tokens))
-        decision = policy.decide(state)
-    cid = (decision.chosen.sample_id if decision.chosen else None)
+        loop = loop.scored(Observation(s.sample_id, s.answer, s.score, s.tokens))
+        action = loop.next_action()
+    cid = action.chosen.sample_id if action.chosen else None
     chosen = by_id.get(cid) if cid is not None else None
-    n_star = decision.n_star
+    n_star = action.decision.n_star
     return Episode(
         correct=bool(chosen is not None and chosen.correct),
-        tokens=int(state.tokens),
+        tokens=int(loop.state.tokens),
         inflight_tokens=sum(s.tokens for s in inflight),
-        samples=int(state.n_scored),
+        samples=int(loop.state.n_scored),
         n_star=None if n_star is None else float(n_star),
-        reason=str(decision.reason),
+        reason=action.reason,
+        chosen_sample_id=cid,
     )
 
 

@@ -1,13 +1,13 @@
 """The embedded solver: one process, no servers.
 
-Per question, the streaming loop that the controller also runs (through Kafka/Redis there,
-through the in-process ports here):
+Per question it drives the one sampling loop (:mod:`optscale.loop`) that replay and the
+controller drive too (through Kafka/Redis there, through the in-process ports here):
 
-1. ``decision = policy.decide(state)``;
-2. dispatch ``decision.target - live`` more samples as one ``GenerateRequest`` (the open stream
-   is the lease on them);
-3. each finished sample is scored at once and observed; the policy decides after every score;
-4. on stop, every open stream is closed, which aborts the unfinished samples.
+1. the loop's action is to dispatch ``k`` samples: one ``GenerateRequest`` (the open stream is
+   the lease on them), with the sample indices and seeds the loop gives;
+2. each finished sample is scored at once and fed to the loop, which decides after every
+   score;
+3. on stop, every open stream is closed, which aborts the unfinished samples.
 
 With llama.cpp on CPU one model instance decodes one sequence at a time, so "in flight"
 samples are generated one after the other, but the logic is the same as with a batched GPU
@@ -18,14 +18,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from optscale.grading import extract_answer, is_correct
+from optscale.loop import Dispatch, QuestionLoop, Stop
+from optscale.policies import Observation, Policy
 from optscale.ports import GenerateRequest, GeneratorClient, VerifierClient
 from optscale.types import GeneratedSample, Question, SamplingParams, ScoredSample
+
+__all__ = [
+    "PROMPT_SUFFIX",
+    "QuestionResult",
+    "RunStats",
+    "build_prompt",
+    "pool_records",
+    "solve_all",
+    "solve_question",
+]
 
 PROMPT_SUFFIX = "\nPlease reason step by step, and put your final answer within \\boxed{}."
 
@@ -124,17 +136,9 @@ class RunStats:
         return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
 
 
-def question_seed(seed: int, question_id: str) -> int:
-    h = hashlib.sha256(f"{seed}:{question_id}".encode()).digest()
-    return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
-
-
-_FAILED = object()
-
-
 async def solve_question(
     question: Question,
-    policy: Any,
+    policy: Policy,
     generator: GeneratorClient,
     verifier: VerifierClient,
     params: SamplingParams,
@@ -142,18 +146,16 @@ async def solve_question(
     dataset: str | None = None,
     on_sample: Callable[[ScoredSample], None] | None = None,
 ) -> tuple[QuestionResult, list[ScoredSample]]:
-    """Run the streaming loop for one question; returns the result and every scored sample."""
-    from optscale.policies import Observation, QuestionState
-
+    """Drive the question's :class:`~optscale.loop.QuestionLoop`: open one generate stream per
+    dispatch, score each finished sample at once and feed it to the loop; on stop, cancel the
+    streams (aborting the unfinished samples). Returns the result and every scored sample."""
     t0 = time.perf_counter()
     prompt = build_prompt(question)
-    state = QuestionState()
-    finished: asyncio.Queue[Any] = asyncio.Queue()
+    loop = QuestionLoop.start(question.id, policy, seed=params.seed)
+    finished: asyncio.Queue[GeneratedSample | None] = asyncio.Queue()  # None: a failed sample
     tasks: list[asyncio.Task[None]] = []
     scored: list[ScoredSample] = []
     by_id: dict[str, ScoredSample] = {}
-    next_index = 0
-    pending = 0
 
     async def pump(req: GenerateRequest) -> None:
         got = 0
@@ -166,69 +168,49 @@ async def solve_question(
         except Exception:  # a failed stream fails its remaining samples
             pass
         for _ in range(req.k - got):
-            await finished.put(_FAILED)
+            await finished.put(None)
 
-    decision = policy.decide(state)
+    action = loop.next_action()
     try:
-        while not decision.stop:
-            live = state.n_dispatched - state.n_failed
-            k = decision.target - live
-            if k > 0:
+        while not isinstance(action, Stop):
+            if isinstance(action, Dispatch):
                 req = GenerateRequest(
                     question_id=question.id,
                     prompt=prompt,
-                    k=k,
-                    params=SamplingParams(
-                        temperature=params.temperature,
-                        top_p=params.top_p,
-                        max_tokens=params.max_tokens,
-                        seed=None
-                        if params.seed is None
-                        else question_seed(params.seed, question.id) + next_index,
-                    ),
-                    first_index=next_index,
+                    k=action.k,
+                    params=replace(params, seed=action.first_seed),
+                    first_index=action.first_index,
                 )
-                next_index += k
-                pending += k
-                state = state.dispatched(k)
+                loop = loop.dispatched(action.first_index, action.k)
                 tasks.append(asyncio.create_task(pump(req)))
-            if pending == 0:
-                raise RuntimeError(
-                    f"policy {policy.name!r} neither stops nor asks for samples "
-                    f"(n_scored={state.n_scored}, target={decision.target})"
-                )
             item = await finished.get()
-            pending -= 1
-            if item is _FAILED or item.finish_reason in ("error", "aborted"):
-                state = state.failed(1)
+            if item is None or item.finish_reason in ("error", "aborted"):
+                loop = loop.failed(1)
             else:
-                sample: GeneratedSample = item
+                sample = item
                 if sample.answer is None:
-                    from optscale.grading import extract_answer
-
-                    sample = _with_answer(sample, extract_answer(sample.text, dataset or "math"))
+                    sample = replace(sample, answer=extract_answer(sample.text, dataset or "math"))
                 sc = (await verifier.score(prompt, [sample]))[0]
                 scored.append(sc)
                 by_id[sc.sample_id] = sc
                 if on_sample is not None:
                     on_sample(sc)
-                state = state.observe(Observation(sc.sample_id, sc.answer, sc.score, sc.tokens))
-            decision = policy.decide(state)
+                loop = loop.scored(Observation(sc.sample_id, sc.answer, sc.score, sc.tokens))
+            action = loop.next_action()
     finally:
         for t in tasks:
             t.cancel()
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
-    chosen_id = (decision.chosen.sample_id if decision.chosen else None)
+    state = loop.state
+    chosen_id = action.chosen.sample_id if action.chosen else None
     chosen = by_id.get(chosen_id) if chosen_id else None
     answer = chosen.answer if chosen is not None else None
     correct: bool | None = None
     if question.answer is not None:
-        from optscale.grading import is_correct
-
         correct = bool(answer is not None and is_correct(answer, question.answer))
-    n_star = decision.n_star
+    n_star = action.decision.n_star
     result = QuestionResult(
         id=question.id,
         answer=answer,
@@ -238,22 +220,15 @@ async def solve_question(
         score=None if chosen is None else chosen.score,
         samples_used=state.n_scored,
         samples_failed=state.n_failed,
-        samples_cancelled=pending,
+        samples_cancelled=state.n_inflight,
         n_star=None if n_star is None else float(n_star),
         tokens=state.tokens,
-        reason=str(decision.reason),
+        reason=action.reason,
         seconds=round(time.perf_counter() - t0, 3),
         policy=policy.name,
         n_max=policy.n_max,
     )
     return result, scored
-
-
-def _with_answer(sample: GeneratedSample, answer: str | None) -> GeneratedSample:
-    from dataclasses import replace
-
-    return replace(sample, answer=answer)
-
 
 
 def pool_records(
@@ -274,8 +249,6 @@ def pool_records(
         correct: bool | None = None
         if question.answer is not None:
             if s.answer not in correct_of:
-                from optscale.grading import is_correct
-
                 correct_of[s.answer] = bool(
                     s.answer is not None and is_correct(s.answer, question.answer)
                 )
@@ -306,7 +279,7 @@ def pool_records(
 
 async def solve_all(
     questions: Sequence[Question],
-    make_policy_for: Callable[[Question], Any],
+    make_policy_for: Callable[[Question], Policy],
     generator: GeneratorClient,
     verifier: VerifierClient,
     params: SamplingParams,
