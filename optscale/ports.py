@@ -1,16 +1,22 @@
 """The seams between the algorithm and the world.
 
-The controller logic, the embedded solver and replay talk only to these interfaces. Each has
-an in-process adapter (``optscale.inprocess``) and a real one in ``services/`` (grpc.aio,
-aiokafka, redis-py asyncio).
+The embedded solver talks to :class:`GeneratorClient` and :class:`VerifierClient`
+(in-process adapters in :mod:`optscale.inprocess`). The controller talks to
+:class:`StateStore`, :class:`Publisher`, :class:`LeaseGenerator` and
+:class:`PredictorClient`: the real adapters (redis-py + Lua, aiokafka, grpc.aio) are in
+``services/``, in-memory ones in :mod:`optscale.memory`, so the controller's logic is tested
+without servers and the same tests run against the real ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from enum import IntEnum
+from typing import Any, Protocol
 
+from optscale.config import QuestionConfig
+from optscale.policies import Observation
 from optscale.types import GeneratedSample, SamplingParams, ScoredSample
 
 
@@ -18,7 +24,8 @@ from optscale.types import GeneratedSample, SamplingParams, ScoredSample
 class GenerateRequest:
     """Ask for ``k`` samples of one question.
 
-    Sample ids are ``f"{question_id}/{first_index + i}"``."""
+    Sample ids are ``f"{question_id}/{first_index + i}"``; sample ``i`` uses ``params.seed +
+    i`` when a seed is set."""
 
     question_id: str
     prompt: str
@@ -43,6 +50,13 @@ class GeneratorClient(Protocol):
     def generate(self, request: GenerateRequest) -> AsyncIterator[GeneratedSample]: ...
 
 
+class LeaseGenerator(Protocol):
+    """The controller's generator: candidates travel through the event bus, the stream only
+    reports the ids of finished samples. Cancelling the iterating task aborts the rest."""
+
+    def generate(self, request: GenerateRequest, *, epoch: int) -> AsyncIterator[str]: ...
+
+
 class VerifierClient(Protocol):
     async def score(
         self, prompt: str, samples: Sequence[GeneratedSample]
@@ -53,23 +67,94 @@ class PredictorClient(Protocol):
     async def predict(self, questions: Sequence[str]) -> list[Prior]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    topic: str
-    key: str
-    value: bytes
-    headers: Mapping[str, bytes]
-    partition: int = 0
-    offset: int = 0
+class Publisher(Protocol):
+    """Keyed, ordered-per-key messages. ``acked``: return only once the broker has them."""
 
-
-class EventBus(Protocol):
-    """Keyed, ordered-per-key messages (Kafka in production, asyncio queues in process)."""
-
-    async def publish(
-        self, topic: str, key: str, value: bytes, headers: Mapping[str, bytes] | None = None
+    async def __call__(
+        self,
+        topic: str,
+        key: str,
+        value: bytes,
+        reason: str | None = None,
+        acked: bool = False,
     ) -> None: ...
 
-    def subscribe(self, topic: str, group: str) -> AsyncIterator[Message]: ...
 
-    async def commit(self, message: Message) -> None: ...
+# --------------------------------------------------------------------------- state store
+
+
+class Outcome(IntEnum):
+    """What a state-store transition did (the Redis scripts return these codes)."""
+
+    DUPLICATE = 0  # this sample id was applied before: nothing changed
+    APPLIED = 1
+    LATE = 2  # the question is final, or has N_max scores: recorded, not counted
+    STALE = 3  # a sample of an older owner epoch, forgotten when this owner claimed it
+    FENCED = -1  # a newer owner holds the question: stop touching it
+    MISSING = -2  # no such question
+    NOT_ACTIVE = -3  # finished already
+    OVER_N_MAX = -4  # the dispatch would exceed N_max live samples: nothing reserved
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """A score or dispatch transition: its outcome and, when samples were reserved, the first
+    reserved index."""
+
+    outcome: Outcome
+    first_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredQuestion:
+    """One question as the store has it: enough to resume its loop."""
+
+    question_id: str
+    status: str  # "active" | "done" | "failed" | "cancelled"
+    epoch: int
+    partition: int
+    config: QuestionConfig
+    n_dispatched: int
+    n_failed: int
+    n_scored: int
+    next_index: int
+    tokens: int
+    observations: tuple[Observation, ...]
+    result: dict[str, Any] | None
+
+
+class StateStore(Protocol):
+    """Per-question state shared by the controllers. Every transition is atomic, idempotent by
+    sample id and fenced by the owner epoch (a write with an older epoch than the stored one
+    is refused with ``FENCED``)."""
+
+    async def new_epoch(self) -> int: ...
+
+    async def create(self, q: str, epoch: int, config: QuestionConfig, partition: int) -> bool: ...
+
+    async def claim(self, q: str, epoch: int, *, forget_inflight: bool = False) -> Outcome: ...
+
+    async def dispatch(self, q: str, epoch: int, k: int, n_max: int) -> Applied: ...
+
+    async def apply_score(
+        self,
+        q: str,
+        epoch: int,
+        observation: Observation,
+        *,
+        sample_epoch: int = 0,
+        dispatch_k: int = 0,
+        n_max: int = 0,
+    ) -> Applied: ...
+
+    async def apply_failure(
+        self, q: str, epoch: int, sample_id: str, *, sample_epoch: int = 0
+    ) -> Outcome: ...
+
+    async def finalize(
+        self, q: str, epoch: int, status: str, result: dict[str, Any], partition: int
+    ) -> Outcome: ...
+
+    async def active(self, partition: int) -> list[str]: ...
+
+    async def get(self, q: str) -> StoredQuestion | None: ...

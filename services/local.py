@@ -81,7 +81,7 @@ class LocalPipeline:
         return self
 
     async def start_controller(self, **worker_options: Any) -> Controller:
-        assert self.store is not None
+        assert self.store is not None and self.client is not None
         publisher = Publisher(self.producer)
         worker = ControllerWorker(
             self.store,

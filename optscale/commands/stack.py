@@ -99,6 +99,7 @@ def up(args: argparse.Namespace) -> int:
     if args.model:
         env["OPTSCALE_GENERATOR_MODEL"] = args.model
     env["OPTSCALE_CONTROLLER_GENERATOR"] = f"127.0.0.1:{ports(args)['generator']}"
+    env["OPTSCALE_CONTROLLER_PREDICTOR"] = f"127.0.0.1:{ports(args)['predictor']}"
     for name, port in ports(args).items():
         env[f"OPTSCALE_{name.upper()}_HOST"] = "127.0.0.1"
         env[f"OPTSCALE_{name.upper()}_PORT"] = str(port)

@@ -17,7 +17,7 @@ from services.common.logging import configure
 from services.common.security import Security, redis_client
 from services.common.server import Server
 from services.common.taskdump import install_task_dump
-from services.controller.clients import GrpcGenerator
+from services.controller.clients import GrpcGenerator, GrpcPredictor
 from services.controller.config import ControllerConfig
 from services.controller.consumer import Publisher, _Listener, run_controller
 from services.controller.server import SERVICE, ControllerServicer
@@ -42,6 +42,7 @@ async def amain(cfg: ControllerConfig) -> None:
     producer = await kafka.producer(cfg.kafka_bootstrap)
     security = Security.from_env()
     generator = GrpcGenerator(cfg.generator, security)
+    predictor = GrpcPredictor(cfg.predictor, security) if cfg.predictor else None
     publisher = Publisher(producer)
     worker = ControllerWorker(
         store,
@@ -50,6 +51,7 @@ async def amain(cfg: ControllerConfig) -> None:
         results_topic=kafka.RESULTS,
         events_topic=kafka.QUESTION_EVENTS,
         defaults=defaults,
+        predictor=predictor,
         log=log,
         max_active=cfg.max_active,
         idle_rebuild_s=cfg.idle_rebuild_seconds,
@@ -64,7 +66,12 @@ async def amain(cfg: ControllerConfig) -> None:
     )
     server = Server([SERVICE], security)
     servicer = ControllerServicer(
-        store, producer, log, defaults=defaults, max_questions=cfg.max_questions
+        store,
+        producer,
+        log,
+        defaults=defaults,
+        max_questions=cfg.max_questions,
+        prior_optional=predictor is not None,
     )
     controller_pb2_grpc.add_ControllerServicer_to_server(servicer, server.server)
     if cfg.metrics_port:
@@ -85,6 +92,8 @@ async def amain(cfg: ControllerConfig) -> None:
         await asyncio.wait_for(loop_task, cfg.grace_seconds)
     await kafka.stop_quietly(consumer, producer)
     await generator.close()
+    if predictor is not None:
+        await predictor.close()
     await r.aclose()
     log.info("stopped")
 
@@ -94,6 +103,7 @@ def main() -> None:
     ap.add_argument("--kafka-bootstrap")
     ap.add_argument("--redis-url")
     ap.add_argument("--generator")
+    ap.add_argument("--predictor")
     ap.add_argument("--host")
     ap.add_argument("--port", type=int)
     ap.add_argument("--metrics-port", type=int)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from optscale.ports import GenerateRequest, Prior
 from optscale.v1 import generator_pb2, generator_pb2_grpc, predictor_pb2, predictor_pb2_grpc
@@ -46,12 +46,15 @@ class GrpcGenerator:
 
 
 class GrpcPredictor:
+    """:class:`optscale.ports.PredictorClient` over ``Predictor.Predict``."""
+
     def __init__(self, target: str, security: Security | None = None) -> None:
         self.channel = open_channel(target, security, CHANNEL_OPTIONS)
         self.stub = predictor_pb2_grpc.PredictorStub(self.channel)
 
-    async def predict(self, questions: list[str]) -> list[Prior]:
-        r = await self.stub.Predict(predictor_pb2.PredictRequest(questions=questions), timeout=30)
+    async def predict(self, questions: Sequence[str]) -> list[Prior]:
+        req = predictor_pb2.PredictRequest(questions=list(questions))
+        r = await self.stub.Predict(req, timeout=30)
         return [Prior(p.mu_bar, p.sigma_bar, p.model_version) for p in r.priors]
 
     async def close(self) -> None:

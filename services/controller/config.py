@@ -5,21 +5,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from optscale.policies import DEFAULT_ALPHA, DEFAULT_N_MAX, DEFAULT_POLICY, DEFAULT_S_MIN
+
 
 @dataclass(frozen=True, slots=True)
 class ControllerConfig:
     kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
     generator: str = "127.0.0.1:50051"
+    # the predictor serving priors for optscalet questions submitted without one ("": none,
+    # such questions are rejected)
+    predictor: str = ""
     group: str = "optscale-controller"
     partitions: int = 8  # used when the controller creates missing topics
     host: str = "0.0.0.0"
     port: int = 50054
     metrics_port: int = 9094
-    policy: str = "optscale0"
-    n_max: int = 16
-    alpha: float = 0.9
-    s_min: float = 0.95
+    policy: str = DEFAULT_POLICY
+    n_max: int = DEFAULT_N_MAX
+    alpha: float = DEFAULT_ALPHA
+    s_min: float = DEFAULT_S_MIN
     max_tokens: int = 512
     max_tokens_limit: int = 4096  # refuse more at Submit (match the generators' limit)
     max_n_max: int = 1024  # refuse larger N_max at Submit

@@ -13,11 +13,11 @@ from typing import Any
 from google.protobuf.json_format import ParseDict
 
 from optscale.errors import InvalidArgumentError
+from optscale.ports import StateStore
 from optscale.v1 import controller_pb2, controller_pb2_grpc, events_pb2
 from services.common import kafka
 from services.common.server import streaming, unary
 from services.controller.questions import config_from_submitted
-from services.controller.state import RedisStateStore
 
 SERVICE = "optscale.v1.Controller"
 
@@ -25,18 +25,22 @@ SERVICE = "optscale.v1.Controller"
 class ControllerServicer(controller_pb2_grpc.ControllerServicer):
     def __init__(
         self,
-        store: RedisStateStore,
+        store: StateStore,
         producer: Any,
         log: Any,
         *,
         defaults: dict[str, Any],
         max_questions: int = 1000,
+        prior_optional: bool = False,
     ) -> None:
+        """``prior_optional``: the controller has a predictor, so optscalet questions may come
+        without a prior."""
         self.store = store
         self.producer = producer
         self.log = log
         self.defaults = defaults
         self.max_questions = max_questions
+        self.prior_optional = prior_optional
 
     def _events(self, req: controller_pb2.SubmitRequest) -> list[events_pb2.QuestionEvent]:
         n = len(req.questions)
@@ -60,7 +64,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
             s.sampling.CopyFrom(req.sampling)
             s.policy.CopyFrom(req.policy)
             try:
-                config_from_submitted(s, self.defaults)
+                config_from_submitted(s, self.defaults, prior_optional=self.prior_optional)
             except InvalidArgumentError as exc:
                 raise InvalidArgumentError(
                     f"questions[{i}].{exc.field}", exc.value, exc.why

@@ -4,25 +4,30 @@ Keys (``{q}`` = question id; the hash tag keeps a question's keys in one cluster
 
 * ``oq:{q}:h`` — hash: ``status`` (active | done | cancelled), ``epoch`` (owner fence),
   ``partition``, ``config`` (JSON), counters ``n_dispatched n_failed n_scored next_index
-  tokens``, sufficient statistics ``s1 s2 lo hi``, best candidate ``best_id best_score``,
-  ``result`` (JSON, once final).
+  tokens``, ``n_max``, ``result`` (JSON, once final).
 * ``oq:{q}:applied`` — set of sample ids already applied (scores and failures).
 * ``oq:{q}:obs`` — list of applied observations (JSON), the log a new owner rebuilds from.
+* ``oq:{q}:late`` — observations recorded but not counted (late, stale).
 * ``oq:active:<partition>`` — set of active question ids owned through that partition.
 
 Fencing: a controller claims a question with its epoch (from ``INCR oq:epoch``); every later
-write carries the epoch and is refused (``FENCED``) when the stored epoch is newer.
+write carries the epoch and is refused (``FENCED``) when the stored epoch is newer. The
+scripts return :class:`optscale.ports.Outcome` codes; the contract is the one
+:class:`optscale.memory.InMemoryStateStore` implements in Python (the controller's behavioural
+tests run against both).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
+from optscale.config import QuestionConfig
+from optscale.policies import Observation
+from optscale.ports import Applied, Outcome, StoredQuestion
 from services.controller.autopipeline import AutoPipeline
 
-FENCED = -1
+FENCED = Outcome.FENCED
 
 _PRE = """
 local h = KEYS[1]
@@ -35,8 +40,7 @@ CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'active', 'epoch', ARGV[1], 'config', ARGV[2],
   'partition', ARGV[3], 'n_dispatched', 0, 'n_failed', 0, 'n_scored', 0, 'next_index', 0,
-  'tokens', 0, 's1', 0, 's2', 0, 'lo', 1, 'hi', 0, 'best_id', '', 'best_score', -1,
-  'n_max', ARGV[5])
+  'tokens', 0, 'n_max', ARGV[5])
 redis.call('SADD', KEYS[2], ARGV[4])
 return 1
 """
@@ -82,9 +86,21 @@ return reserve(tonumber(ARGV[2]), tonumber(ARGV[3]))
 """
 )
 
-# ARGV: epoch, sample_id, score, tokens, observation JSON
+# a sample of an older owner epoch (ARGV[s], 0 = unknown) than the claim: forgotten by it
+_STALE = """
+local function stale(s)
+  local e = tonumber(ARGV[s])
+  return e > 0 and e < tonumber(redis.call('HGET', h, 'epoch'))
+end
+"""
+
+# ARGV: epoch, sample_id, score, tokens, observation JSON, sample epoch
 _APPLY = """
 if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return 0 end
+if stale(6) then
+  redis.call('RPUSH', KEYS[4], ARGV[5])
+  return 3
+end
 if redis.call('HGET', h, 'status') ~= 'active' then
   redis.call('RPUSH', KEYS[4], ARGV[5])
   return 2
@@ -96,36 +112,35 @@ if cap > 0 and tonumber(redis.call('HGET', h, 'n_scored')) >= cap then
   redis.call('RPUSH', KEYS[4], ARGV[5])
   return 2
 end
-local s = tonumber(ARGV[3])
 redis.call('RPUSH', KEYS[3], ARGV[5])
 local n = redis.call('HINCRBY', h, 'n_scored', 1)
 redis.call('HINCRBY', h, 'tokens', tonumber(ARGV[4]))
-redis.call('HINCRBYFLOAT', h, 's1', s)
-redis.call('HINCRBYFLOAT', h, 's2', s * s)
-if s < tonumber(redis.call('HGET', h, 'lo')) then redis.call('HSET', h, 'lo', ARGV[3]) end
-if s > tonumber(redis.call('HGET', h, 'hi')) then redis.call('HSET', h, 'hi', ARGV[3]) end
-if s > tonumber(redis.call('HGET', h, 'best_score')) then
-  redis.call('HSET', h, 'best_score', ARGV[3], 'best_id', ARGV[2])
-end
 local done = n + tonumber(redis.call('HGET', h, 'n_failed'))
 if tonumber(redis.call('HGET', h, 'n_dispatched')) < done then
   redis.call('HSET', h, 'n_dispatched', done)
 end
 """
-APPLY_SCORE = _PRE + _APPLY + "return 1\n"
+APPLY_SCORE = _PRE + _STALE + _APPLY + "return 1\n"
 
-# the same, then (only if applied) reserve ARGV[6] = k new samples within ARGV[7] = N_max, as
+# the same, then (only if applied) reserve ARGV[7] = k new samples within ARGV[8] = N_max, as
 # DISPATCH does: the controller decided on the state with this score before sending it, so a
 # score and the dispatch it leads to are one atomic write (and one round trip).
 # Returns {1, first index} (first = -4: over N_max, nothing reserved) or a scalar code.
 APPLY_SCORE_DISPATCH = (
-    _PRE + _RESERVE + _APPLY + "return {1, reserve(tonumber(ARGV[6]), tonumber(ARGV[7]))}\n"
+    _PRE
+    + _RESERVE
+    + _STALE
+    + _APPLY
+    + "return {1, reserve(tonumber(ARGV[7]), tonumber(ARGV[8]))}\n"
 )
 
+# ARGV: epoch, sample_id, sample epoch
 APPLY_FAILURE = (
     _PRE
+    + _STALE
     + """
 if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return 0 end
+if stale(3) then return 3 end
 if redis.call('HGET', h, 'status') ~= 'active' then return 2 end
 local f = redis.call('HINCRBY', h, 'n_failed', 1)
 local done = f + tonumber(redis.call('HGET', h, 'n_scored'))
@@ -148,27 +163,6 @@ return 1
 )
 
 
-@dataclass(frozen=True, slots=True)
-class StoredQuestion:
-    question_id: str
-    status: str
-    epoch: int
-    partition: int
-    config: dict[str, Any]
-    n_dispatched: int
-    n_failed: int
-    n_scored: int
-    next_index: int
-    tokens: int
-    s1: float
-    s2: float
-    best_id: str
-    best_score: float
-    observations: list[dict[str, Any]]
-    applied: int
-    result: dict[str, Any] | None
-
-
 def _h(q: str) -> str:
     return f"oq:{{{q}}}:h"
 
@@ -177,14 +171,24 @@ def _keys(q: str) -> tuple[str, str, str, str]:
     return _h(q), f"oq:{{{q}}}:applied", f"oq:{{{q}}}:obs", f"oq:{{{q}}}:late"
 
 
-def _score_args(
-    epoch: int, sample_id: str, score: float, tokens: int, obs: dict[str, Any]
-) -> list[Any]:
-    return [epoch, sample_id, repr(float(score)), int(tokens), json.dumps(obs)]
+def _observation_json(ob: Observation) -> str:
+    return json.dumps(
+        {"id": ob.sample_id, "answer": ob.answer, "score": ob.score, "tokens": ob.tokens}
+    )
+
+
+def _observation(raw: str) -> Observation:
+    d = json.loads(raw)
+    return Observation(d["id"], d.get("answer"), float(d["score"]), int(d["tokens"]))
+
+
+def _first(code: int) -> int | None:
+    """A reserve() result: the first index, or None (-4: over N_max)."""
+    return None if code < 0 else code
 
 
 class RedisStateStore:
-    """The controller's state port over redis-py asyncio (``decode_responses=True``)."""
+    """:class:`optscale.ports.StateStore` over redis-py asyncio (``decode_responses=True``)."""
 
     def __init__(self, redis: Any, *, autopipeline: bool = True) -> None:
         """With ``autopipeline`` (the default), transitions issued concurrently share one
@@ -207,70 +211,72 @@ class RedisStateStore:
     async def new_epoch(self) -> int:
         return int(await self.r.incr("oq:epoch"))
 
-    async def create(self, q: str, epoch: int, config: dict[str, Any], partition: int) -> bool:
+    async def create(self, q: str, epoch: int, config: QuestionConfig, partition: int) -> bool:
         keys = [_h(q), f"oq:active:{partition}"]
-        n_max = int(config.get("n_max") or 0)
-        args = [epoch, json.dumps(config, sort_keys=True), partition, q, n_max]
+        args = [epoch, json.dumps(config.to_dict(), sort_keys=True), partition, q, config.n_max]
         return int(await self._run(self._create, keys, args)) == 1
 
-    async def claim(self, q: str, epoch: int, *, forget_inflight: bool = False) -> int:
+    async def claim(self, q: str, epoch: int, *, forget_inflight: bool = False) -> Outcome:
         """Own ``q`` at ``epoch``. A newer epoch (or ``forget_inflight``, for the owner itself)
         sets the dispatched count back to what finished: work in flight is considered gone."""
-        return int(await self._run(self._claim, [_h(q)], [epoch, int(forget_inflight)]))
+        return Outcome(await self._run(self._claim, [_h(q)], [epoch, int(forget_inflight)]))
 
-    async def dispatch(self, q: str, epoch: int, k: int, n_max: int) -> int:
-        """First sample index of ``k`` new samples, or a negative code (fenced/not active/
-        over N_max)."""
-        return int(await self._run(self._dispatch, [_h(q)], [epoch, k, n_max]))
+    async def dispatch(self, q: str, epoch: int, k: int, n_max: int) -> Applied:
+        code = int(await self._run(self._dispatch, [_h(q)], [epoch, k, n_max]))
+        return Applied(Outcome.APPLIED, code) if code >= 0 else Applied(Outcome(code))
 
     async def apply_score(
-        self, q: str, epoch: int, sample_id: str, score: float, tokens: int, obs: dict[str, Any]
-    ) -> int:
-        """1 applied, 0 duplicate, 2 late (question final, or N_max scores already: recorded
-        only), -1 fenced."""
-        args = _score_args(epoch, sample_id, score, tokens, obs)
-        return int(await self._run(self._score, list(_keys(q)), args))
-
-    async def apply_score_and_dispatch(
         self,
         q: str,
         epoch: int,
-        sample_id: str,
-        score: float,
-        tokens: int,
-        obs: dict[str, Any],
-        k: int,
-        n_max: int,
-    ) -> tuple[int, int]:
-        """:meth:`apply_score`, and if the score was applied, :meth:`dispatch` of ``k >= 1``
-        samples in the same atomic script: ``(code, first index or -4 over N_max)``."""
-        args = [*_score_args(epoch, sample_id, score, tokens, obs), k, n_max]
-        res = await self._run(self._score_dispatch, list(_keys(q)), args)
+        observation: Observation,
+        *,
+        sample_epoch: int = 0,
+        dispatch_k: int = 0,
+        n_max: int = 0,
+    ) -> Applied:
+        """The score, and if it was applied and ``dispatch_k > 0``, the reservation of that
+        many samples within ``n_max``, as one atomic script (one round trip)."""
+        ob = observation
+        args = [
+            epoch,
+            ob.sample_id,
+            repr(float(ob.score)),
+            int(ob.tokens),
+            _observation_json(ob),
+            int(sample_epoch),
+        ]
+        if dispatch_k <= 0:
+            return Applied(Outcome(await self._run(self._score, list(_keys(q)), args)))
+        res = await self._run(self._score_dispatch, list(_keys(q)), [*args, dispatch_k, n_max])
         if isinstance(res, list):
-            return int(res[0]), int(res[1])
-        return int(res), -5
+            return Applied(Outcome(int(res[0])), _first(int(res[1])))
+        return Applied(Outcome(int(res)))
 
-    async def apply_failure(self, q: str, epoch: int, sample_id: str) -> int:
+    async def apply_failure(
+        self, q: str, epoch: int, sample_id: str, *, sample_epoch: int = 0
+    ) -> Outcome:
         h, applied, _, _ = _keys(q)
-        return int(await self._run(self._fail, [h, applied], [epoch, sample_id]))
+        args = [epoch, sample_id, int(sample_epoch)]
+        return Outcome(await self._run(self._fail, [h, applied], args))
 
     async def finalize(
         self, q: str, epoch: int, status: str, result: dict[str, Any], partition: int
-    ) -> int:
+    ) -> Outcome:
         keys = [_h(q), f"oq:active:{partition}"]
         args = [epoch, status, json.dumps(result, sort_keys=True), q]
-        return int(await self._run(self._finalize, keys, args))
+        code = int(await self._run(self._finalize, keys, args))
+        return Outcome.DUPLICATE if code == 0 else Outcome(code)
 
     async def active(self, partition: int) -> list[str]:
         return sorted(await self.r.smembers(f"oq:active:{partition}"))
 
     async def get(self, q: str) -> StoredQuestion | None:
-        h, applied, obs, _ = _keys(q)
+        h, _, obs, _ = _keys(q)
         async with self.r.pipeline(transaction=True) as p:
             p.hgetall(h)
             p.lrange(obs, 0, -1)
-            p.scard(applied)
-            raw, obs_raw, n_applied = await p.execute()
+            raw, obs_raw = await p.execute()
         if not raw:
             return None
         return StoredQuestion(
@@ -278,17 +284,12 @@ class RedisStateStore:
             status=raw["status"],
             epoch=int(raw["epoch"]),
             partition=int(raw["partition"]),
-            config=json.loads(raw["config"]),
+            config=QuestionConfig.from_dict(json.loads(raw["config"])),
             n_dispatched=int(raw["n_dispatched"]),
             n_failed=int(raw["n_failed"]),
             n_scored=int(raw["n_scored"]),
             next_index=int(raw["next_index"]),
             tokens=int(raw["tokens"]),
-            s1=float(raw["s1"]),
-            s2=float(raw["s2"]),
-            best_id=raw["best_id"],
-            best_score=float(raw["best_score"]),
-            observations=[json.loads(x) for x in obs_raw],
-            applied=int(n_applied),
+            observations=tuple(_observation(x) for x in obs_raw),
             result=json.loads(raw["result"]) if raw.get("result") else None,
         )

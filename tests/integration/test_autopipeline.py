@@ -8,15 +8,21 @@ from pathlib import Path
 
 import pytest
 
+from optscale.config import QuestionConfig
+from optscale.policies import Observation
+from optscale.ports import Applied, Outcome
 from services.common.infra import Proc, start_redis
 from services.common.security import redis_client
-from services.controller.state import FENCED, RedisStateStore
+from services.controller.state import RedisStateStore
 
 pytestmark = pytest.mark.integration
 
 
-def _obs(q: str, i: int) -> dict[str, object]:
-    return {"id": f"{q}/{i}", "answer": "1", "score": 0.5, "tokens": 1}
+def _obs(q: str, i: int) -> Observation:
+    return Observation(f"{q}/{i}", "1", 0.5, 1)
+
+
+_CFG = QuestionConfig(text="q?", n_max=4)
 
 
 async def test_concurrent_transitions_share_round_trips(redis_server: Proc) -> None:
@@ -26,26 +32,28 @@ async def test_concurrent_transitions_share_round_trips(redis_server: Proc) -> N
     assert store.pipeline is not None
     try:
         qs = [f"p{i}" for i in range(40)]
-        assert all(await asyncio.gather(*(store.create(q, 1, {"n_max": 4}, 0) for q in qs)))
-        assert await asyncio.gather(*(store.dispatch(q, 1, 4, 4) for q in qs)) == [0] * 40
+        assert all(await asyncio.gather(*(store.create(q, 1, _CFG, 0) for q in qs)))
+        reserved = await asyncio.gather(*(store.dispatch(q, 1, 4, 4) for q in qs))
+        assert reserved == [Applied(Outcome.APPLIED, 0)] * 40
         # each caller gets its own answer: applied, then duplicate, then fenced
         codes = await asyncio.gather(
-            *(store.apply_score(q, 1, f"{q}/0", 0.5, 1, _obs(q, 0)) for q in qs),
-            store.apply_score("p0", 1, "p0/0", 0.5, 1, _obs("p0", 0)),
-            store.apply_score("p1", 0, "p1/1", 0.5, 1, _obs("p1", 1)),
+            *(store.apply_score(q, 1, _obs(q, 0)) for q in qs),
+            store.apply_score("p0", 1, _obs("p0", 0)),
+            store.apply_score("p1", 0, _obs("p1", 1)),
         )
-        assert codes == [1] * 40 + [0, FENCED]
+        want = [Outcome.APPLIED] * 40 + [Outcome.DUPLICATE, Outcome.FENCED]
+        assert [c.outcome for c in codes] == want
         assert store.pipeline.round_trips < store.pipeline.calls / 5
         sq = await store.get("p5")
         assert sq is not None and sq.n_scored == 1
         # an error reaches only its caller: a key of the wrong type makes that script fail
         await r.set("oq:{bad}:h", "not a hash")
         ok, bad = await asyncio.gather(
-            store.apply_score("p2", 1, "p2/1", 0.5, 1, _obs("p2", 1)),
+            store.apply_score("p2", 1, _obs("p2", 1)),
             store.dispatch("bad", 1, 1, 4),
             return_exceptions=True,
         )
-        assert ok == 1 and isinstance(bad, Exception)
+        assert ok == Applied(Outcome.APPLIED) and isinstance(bad, Exception)
     finally:
         await r.aclose()
 
@@ -55,7 +63,7 @@ async def test_scripts_are_reloaded_after_a_redis_restart(tmp_path: Path) -> Non
     r = redis_client(f"redis://127.0.0.1:{redis.port}/0")
     store = RedisStateStore(r)
     try:
-        assert await store.create("s", 1, {"n_max": 4}, 0)
+        assert await store.create("s", 1, _CFG, 0)
         redis.proc.kill()
         redis.proc.wait()
         redis = start_redis(redis.port, data_dir=tmp_path / "r", extra=["--appendfsync", "always"])
@@ -65,8 +73,9 @@ async def test_scripts_are_reloaded_after_a_redis_restart(tmp_path: Path) -> Non
                 break
             except Exception:
                 await asyncio.sleep(0.1)
-        assert first == 0  # the state survived (AOF) and the script was loaded again
-        assert await store.apply_score("s", 1, "s/0", 0.5, 1, _obs("s", 0)) == 1
+        # the state survived (AOF) and the script was loaded again
+        assert first == Applied(Outcome.APPLIED, 0)
+        assert await store.apply_score("s", 1, _obs("s", 0)) == Applied(Outcome.APPLIED)
     finally:
         await r.aclose()
         redis.stop()

@@ -260,7 +260,7 @@ async def _check(c: Cluster, run: dict[str, Any], prefix: str) -> dict[str, Any]
             assert res.status == events_pb2.RESULT_STATUS_DONE, res
             sq = await store.get(q)
             assert sq is not None and sq.status == "done", q
-            seen = [o["id"] for o in sq.observations]
+            seen = [o.sample_id for o in sq.observations]
             assert len(seen) == len(set(seen)) == sq.n_scored == res.samples_used <= N_MAX, q
             assert res.chosen_sample_id in seen
             assert set(seen) <= set(candidates), f"{q}: scored a sample never generated"

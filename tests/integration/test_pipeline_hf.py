@@ -47,6 +47,6 @@ async def test_hf_questions_solved_end_to_end(stack: LocalPipeline, hf: Hf) -> N
         assert 1 <= r.samples_used <= 6 and r.completion_tokens > 0
         sq = await stack.store.get(r.question_id)
         assert sq is not None and sq.status == "done"
-        best = max(sq.observations, key=lambda o: o["score"])
-        assert r.chosen_sample_id == best["id"]  # argmax-score candidate
+        best = max(sq.observations, key=lambda o: o.score)
+        assert r.chosen_sample_id == best.sample_id  # argmax-score candidate
     assert hf.tokens_total >= sum(r.completion_tokens for r in results)

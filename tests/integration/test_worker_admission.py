@@ -26,15 +26,15 @@ async def test_a_new_question_is_owned_with_two_redis_calls(redis_server: Proc) 
         await w.handle(_submitted("a", "question a", 8), 0)
         assert pipe.calls - before == 2  # CREATE, then DISPATCH of the first samples
         o = w.owned["a"]
-        k = o.state.n_dispatched  # the policy's initial batch, one Generate lease
+        k = o.loop.state.n_dispatched  # the policy's initial batch, one Generate lease
         assert k >= 1 and list(o.leases.values()) == [k]
 
         # what a new owner rebuilds from Redis is what the creator holds
         other.epoch = w.epoch
         rebuilt = await other._resume("a")
         assert rebuilt is not None
-        assert rebuilt.config == o.config and rebuilt.state.n_dispatched == k
-        assert rebuilt.policy == o.policy
+        assert rebuilt.config == o.config and rebuilt.loop.state.n_dispatched == k
+        assert rebuilt.loop.policy == o.loop.policy
         await other.close()
 
         before = pipe.calls

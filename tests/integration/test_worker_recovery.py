@@ -95,12 +95,12 @@ async def test_an_owned_question_with_nothing_in_flight_is_rebuilt_by_the_sweep(
         await worker.assign({0})
         await worker.handle(_submitted("lost", "a question whose samples vanish", 8), 0)
         o = worker.owned["lost"]
-        live = o.state.n_live
+        live = o.loop.state.n_live
         assert live > 0
         for t in list(o.leases):  # the streams vanish without a word (no SampleFailed)
             t.cancel()
         await asyncio.sleep(0.05)
-        assert not o.leases and o.state.n_live == live  # memory still waits for them
+        assert not o.leases and o.loop.state.n_live == live  # memory still waits for them
         await worker.sweep()  # idle, but not for long: only re-decided
         assert worker.owned["lost"] is o and "rebuilt" not in worker.stats
         await asyncio.sleep(0.25)

@@ -1,0 +1,35 @@
+"""The controller's state store for its behavioural tests: the in-memory store (milliseconds)
+and the Redis/Lua store on a real redis-server (marked ``integration``), one test run per
+store, so the two implementations cannot drift."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from optscale.memory import InMemoryStateStore
+from services.common.infra import Proc, start_redis
+
+
+@pytest.fixture(scope="module")
+def redis_proc() -> Iterator[Proc]:
+    p = start_redis()
+    yield p
+    p.stop()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    if request.param == "memory":
+        yield InMemoryStateStore()
+        return
+    from services.common.security import redis_client
+    from services.controller.state import RedisStateStore
+
+    proc: Proc = request.getfixturevalue("redis_proc")
+    r = redis_client(f"redis://127.0.0.1:{proc.port}/0")
+    await r.flushdb()
+    yield RedisStateStore(r)
+    await r.aclose()
