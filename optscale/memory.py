@@ -25,7 +25,7 @@ from typing import Any
 
 from optscale.config import QuestionConfig
 from optscale.policies import Observation
-from optscale.ports import Applied, Outcome, StoredQuestion
+from optscale.ports import Applied, Outcome, ScoreWrite, StoredQuestion
 
 __all__ = ["InMemoryStateStore", "PublishedMessage", "RecordingPublisher"]
 
@@ -46,6 +46,9 @@ class _Question:
     observations: list[Observation] = field(default_factory=list)
     late: list[Observation] = field(default_factory=list)
     result: dict[str, Any] | None = None
+
+
+_COPIED = "status epoch partition config n_dispatched n_failed n_scored next_index tokens".split()
 
 
 class InMemoryStateStore:
@@ -115,20 +118,12 @@ class InMemoryStateStore:
             return Outcome.LATE
         return None
 
-    async def apply_score(
-        self,
-        q: str,
-        epoch: int,
-        observation: Observation,
-        *,
-        sample_epoch: int = 0,
-        dispatch_k: int = 0,
-        n_max: int = 0,
-    ) -> Applied:
+    async def apply_score(self, q: str, epoch: int, write: ScoreWrite) -> Applied:
         s = self._owned(q, epoch)
         if isinstance(s, Outcome):
             return Applied(s)
-        seen = self._first_sight(s, observation.sample_id, sample_epoch)
+        observation = write.observation
+        seen = self._first_sight(s, observation.sample_id, write.sample_epoch)
         if seen is Outcome.DUPLICATE:
             return Applied(seen)
         if seen is not None or (s.n_max > 0 and s.n_scored >= s.n_max):
@@ -138,8 +133,8 @@ class InMemoryStateStore:
         s.n_scored += 1
         s.tokens += int(observation.tokens)
         s.n_dispatched = max(s.n_dispatched, s.n_scored + s.n_failed)
-        if dispatch_k > 0:
-            return Applied(Outcome.APPLIED, self._reserve(s, dispatch_k, n_max))
+        if write.dispatch_k > 0:
+            return Applied(Outcome.APPLIED, self._reserve(s, write.dispatch_k, write.n_max))
         return Applied(Outcome.APPLIED)
 
     async def apply_failure(
@@ -174,20 +169,9 @@ class InMemoryStateStore:
         s = self._questions.get(q)
         if s is None:
             return None
-        return StoredQuestion(
-            question_id=q,
-            status=s.status,
-            epoch=s.epoch,
-            partition=s.partition,
-            config=s.config,
-            n_dispatched=s.n_dispatched,
-            n_failed=s.n_failed,
-            n_scored=s.n_scored,
-            next_index=s.next_index,
-            tokens=s.tokens,
-            observations=tuple(s.observations),
-            result=None if s.result is None else dict(s.result),
-        )
+        copied = {f: getattr(s, f) for f in _COPIED}
+        result = None if s.result is None else dict(s.result)
+        return StoredQuestion(q, observations=tuple(s.observations), result=result, **copied)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,14 +188,9 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.messages: list[PublishedMessage] = []
 
-    async def __call__(
-        self,
-        topic: str,
-        key: str,
-        value: bytes,
-        reason: str | None = None,
-        acked: bool = False,
-    ) -> None:
+    async def __call__(self, topic: str, key: str, value: bytes, *args: Any, **kw: Any) -> None:
+        """As :class:`~optscale.ports.Publisher` (``reason``, ``acked``); always "acked"."""
+        reason = kw.get("reason", args[0] if args else None)
         self.messages.append(PublishedMessage(topic, key, value, reason))
 
     def on(self, topic: str) -> list[PublishedMessage]:

@@ -27,16 +27,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from optscale import pool_io
 from optscale.errors import DataError
-from optscale.pool_io import (
-    as_opt_str,
-    as_score,
-    as_tokens,
-    grade_answer,
-    iter_json_lines,
-    open_text,
-    require_field,
-)
 from optscale.pool_model import Pool, PoolQuestion, PoolSample
 
 __all__ = [
@@ -66,7 +58,7 @@ def _unwrap(value: Any, where: str, name: str) -> list[Any]:
 def _load_json_any(path: Path) -> list[tuple[str, Any]]:
     """A JSON list (where = path:item) or JSONL (where = path:line)."""
     try:
-        with open_text(path) as fh:
+        with pool_io.open_text(path) as fh:
             head = fh.read(1 << 16)
             rest = fh.read()
     except OSError as exc:
@@ -78,7 +70,7 @@ def _load_json_any(path: Path) -> list[tuple[str, Any]]:
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{exc.lineno}", f"not valid JSON ({exc.msg})") from exc
         return [(f"{path}:item {i + 1}", obj) for i, obj in enumerate(data)]
-    return list(iter_json_lines(path))
+    return list(pool_io.iter_json_lines(path))
 
 
 def _load_references(prompts: str | os.PathLike[str]) -> list[tuple[str | None, str | None]]:
@@ -92,7 +84,7 @@ def _load_references(prompts: str | os.PathLike[str]) -> list[tuple[str | None, 
         if isinstance(ans, str) and "####" in ans:  # raw GSM8K answer field
             ans = ans.split("####")[-1].strip().replace(",", "")
         text = obj.get("problem") or obj.get("question")
-        out.append((text, as_opt_str(ans, where, "answer")))
+        out.append((text, pool_io.as_opt_str(ans, where, "answer")))
     return out
 
 
@@ -122,9 +114,11 @@ def read_reference(
             raise DataError(where, "each record must be a JSON object")
         inner = obj.get("score")
         body: dict[str, Any] = inner if isinstance(inner, dict) else obj
-        comps = _unwrap(require_field(body, "completions", where), where, "completions")
-        scores = _unwrap(require_field(body, score_field, where), where, score_field)
-        toks = _unwrap(require_field(body, "completion_tokens", where), where, "completion_tokens")
+        comps = _unwrap(pool_io.require_field(body, "completions", where), where, "completions")
+        scores = _unwrap(pool_io.require_field(body, score_field, where), where, score_field)
+        toks = _unwrap(
+            pool_io.require_field(body, "completion_tokens", where), where, "completion_tokens"
+        )
         last = body.get("last_scores")
         if not (len(comps) == len(scores) == len(toks)):
             raise DataError(
@@ -139,7 +133,7 @@ def read_reference(
                 raise DataError(where, "field 'correct' has the wrong length")
         qid = str(obj.get("id", i + 1))
         qtext: str | None = None
-        reference = as_opt_str(obj.get("answer", body.get("answer")), where, "answer")
+        reference = pool_io.as_opt_str(obj.get("answer", body.get("answer")), where, "answer")
         problem = body.get("problem")
         if isinstance(problem, list) and problem:
             qtext = str(problem[0])
@@ -156,14 +150,14 @@ def read_reference(
             w = f"{where} sample {j}"
             if not isinstance(c, str):
                 raise DataError(w, "completion must be a string")
-            score = as_score(s, w, score_field)
+            score = pool_io.as_score(s, w, score_field)
             ans = extract_answer(c, "math") if c else None
             if correct_list is not None:
                 ok = correct_list[j]
                 if not isinstance(ok, bool):
                     raise DataError(w, f"field 'correct' must be true/false, got {ok!r}")
             else:
-                ok = grade_answer(ans, reference)
+                ok = pool_io.grade_answer(ans, reference)
             steps: tuple[float, ...] = ()
             if isinstance(last, list):
                 last_u = _unwrap(last, where, "last_scores")
@@ -171,7 +165,9 @@ def read_reference(
                     steps = (float(last_u[j]),)
             # their BoN skips empty completions; an empty text cannot be right and scores 0
             samples.append(
-                PoolSample(f"{qid}/{j}", ans, ok, score if c else 0.0, as_tokens(t, w), steps)
+                PoolSample(
+                    f"{qid}/{j}", ans, ok, score if c else 0.0, pool_io.as_tokens(t, w), steps
+                )
             )
         if samples:
             questions.append(PoolQuestion(qid, reference, samples, qtext))
@@ -199,12 +195,12 @@ def estimate_tokens(n_chars: int) -> int:
 def read_samples_file(path: str | os.PathLike[str]) -> Pool:
     p = Path(path)
     questions: list[PoolQuestion] = []
-    for where, obj in iter_json_lines(p):
+    for where, obj in pool_io.iter_json_lines(p):
         if not isinstance(obj, dict):
             raise DataError(where, "each line must be a JSON object (one question)")
-        qid = as_opt_str(require_field(obj, "id", where), where, "id") or ""
-        reference = as_opt_str(obj.get("answer"), where, "answer")
-        raw = require_field(obj, "samples", where)
+        qid = pool_io.as_opt_str(pool_io.require_field(obj, "id", where), where, "id") or ""
+        reference = pool_io.as_opt_str(obj.get("answer"), where, "answer")
+        raw = pool_io.require_field(obj, "samples", where)
         if not isinstance(raw, list) or not raw:
             raise DataError(where, "field 'samples' must be a non-empty list")
         samples: list[PoolSample] = []
@@ -212,20 +208,20 @@ def read_samples_file(path: str | os.PathLike[str]) -> Pool:
             w = f"{where} sample {j}"
             if not isinstance(s, dict):
                 raise DataError(w, "sample must be an object")
-            rm = require_field(s, "rm_score", w)
+            rm = pool_io.require_field(s, "rm_score", w)
             if isinstance(rm, bool) or not isinstance(rm, int | float) or not math.isfinite(rm):
                 raise DataError(w, f"field 'rm_score' must be a finite number, got {rm!r}")
-            ok = require_field(s, "correct", w)
+            ok = pool_io.require_field(s, "correct", w)
             if not isinstance(ok, bool):
                 raise DataError(w, f"field 'correct' must be true/false, got {ok!r}")
             if "n_chars" in s:
-                n_chars = as_tokens(s["n_chars"], w, "n_chars")
+                n_chars = pool_io.as_tokens(s["n_chars"], w, "n_chars")
             else:
-                n_chars = len(str(require_field(s, "response", w)))
+                n_chars = len(str(pool_io.require_field(s, "response", w)))
             samples.append(
                 PoolSample(
                     f"{qid}/{j}",
-                    as_opt_str(s.get("pred"), w, "pred"),
+                    pool_io.as_opt_str(s.get("pred"), w, "pred"),
                     ok,
                     sigmoid(float(rm)),
                     estimate_tokens(n_chars),

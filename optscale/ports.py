@@ -106,6 +106,18 @@ class Applied:
 
 
 @dataclass(frozen=True, slots=True)
+class ScoreWrite:
+    """A score to apply: the observation, the owner epoch its sample was dispatched under
+    (0: unknown) and, when the score leads to more samples, how many to reserve in the same
+    transition (``dispatch_k``, within ``n_max`` live samples)."""
+
+    observation: Observation
+    sample_epoch: int = 0
+    dispatch_k: int = 0
+    n_max: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class StoredQuestion:
     """One question as the store has it: enough to resume its loop."""
 
@@ -136,16 +148,7 @@ class StateStore(Protocol):
 
     async def dispatch(self, q: str, epoch: int, k: int, n_max: int) -> Applied: ...
 
-    async def apply_score(
-        self,
-        q: str,
-        epoch: int,
-        observation: Observation,
-        *,
-        sample_epoch: int = 0,
-        dispatch_k: int = 0,
-        n_max: int = 0,
-    ) -> Applied: ...
+    async def apply_score(self, q: str, epoch: int, write: ScoreWrite) -> Applied: ...
 
     async def apply_failure(
         self, q: str, epoch: int, sample_id: str, *, sample_epoch: int = 0

@@ -24,7 +24,7 @@ from typing import Any
 
 from optscale.config import QuestionConfig
 from optscale.policies import Observation
-from optscale.ports import Applied, Outcome, StoredQuestion
+from optscale.ports import Applied, Outcome, ScoreWrite, StoredQuestion
 from services.controller.autopipeline import AutoPipeline
 
 FENCED = Outcome.FENCED
@@ -225,30 +225,16 @@ class RedisStateStore:
         code = int(await self._run(self._dispatch, [_h(q)], [epoch, k, n_max]))
         return Applied(Outcome.APPLIED, code) if code >= 0 else Applied(Outcome(code))
 
-    async def apply_score(
-        self,
-        q: str,
-        epoch: int,
-        observation: Observation,
-        *,
-        sample_epoch: int = 0,
-        dispatch_k: int = 0,
-        n_max: int = 0,
-    ) -> Applied:
-        """The score, and if it was applied and ``dispatch_k > 0``, the reservation of that
-        many samples within ``n_max``, as one atomic script (one round trip)."""
-        ob = observation
-        args = [
-            epoch,
-            ob.sample_id,
-            repr(float(ob.score)),
-            int(ob.tokens),
-            _observation_json(ob),
-            int(sample_epoch),
-        ]
-        if dispatch_k <= 0:
+    async def apply_score(self, q: str, epoch: int, write: ScoreWrite) -> Applied:
+        """The score, and if it was applied and ``write.dispatch_k > 0``, the reservation of
+        that many samples within ``write.n_max``, as one atomic script (one round trip)."""
+        ob = write.observation
+        score, tokens = repr(float(ob.score)), int(ob.tokens)
+        args = [epoch, ob.sample_id, score, tokens, _observation_json(ob), write.sample_epoch]
+        if write.dispatch_k <= 0:
             return Applied(Outcome(await self._run(self._score, list(_keys(q)), args)))
-        res = await self._run(self._score_dispatch, list(_keys(q)), [*args, dispatch_k, n_max])
+        more = [write.dispatch_k, write.n_max]
+        res = await self._run(self._score_dispatch, list(_keys(q)), [*args, *more])
         if isinstance(res, list):
             return Applied(Outcome(int(res[0])), _first(int(res[1])))
         return Applied(Outcome(int(res)))

@@ -29,6 +29,7 @@ from optscale.ports import (
     Outcome,
     PredictorClient,
     Publisher,
+    ScoreWrite,
     StateStore,
 )
 from optscale.v1 import common_pb2, events_pb2
@@ -161,9 +162,8 @@ class ControllerWorker(QuestionOwnership):
             action = stepped.next_action()
             k = action.k if isinstance(action, Dispatch) else 0
         n_max = o.loop.policy.n_max if o is not None else 0
-        res = await self.store.apply_score(
-            q, self.epoch, ob, sample_epoch=c.epoch, dispatch_k=k, n_max=n_max
-        )
+        write = ScoreWrite(ob, sample_epoch=c.epoch, dispatch_k=k, n_max=n_max)
+        res = await self.store.apply_score(q, self.epoch, write)
         if o is None or res.outcome is not Outcome.APPLIED or self.owned.get(q) is not o:
             # not ours (final, fenced, not active), or a duplicate/late/stale score
             await self._after_apply(q, partition, res.outcome, "scored", lambda lp: lp.scored(ob))

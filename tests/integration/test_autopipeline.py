@@ -10,7 +10,7 @@ import pytest
 
 from optscale.config import QuestionConfig
 from optscale.policies import Observation
-from optscale.ports import Applied, Outcome
+from optscale.ports import Applied, Outcome, ScoreWrite
 from services.common.infra import Proc, start_redis
 from services.common.security import redis_client
 from services.controller.state import RedisStateStore
@@ -37,9 +37,9 @@ async def test_concurrent_transitions_share_round_trips(redis_server: Proc) -> N
         assert reserved == [Applied(Outcome.APPLIED, 0)] * 40
         # each caller gets its own answer: applied, then duplicate, then fenced
         codes = await asyncio.gather(
-            *(store.apply_score(q, 1, _obs(q, 0)) for q in qs),
-            store.apply_score("p0", 1, _obs("p0", 0)),
-            store.apply_score("p1", 0, _obs("p1", 1)),
+            *(store.apply_score(q, 1, ScoreWrite(_obs(q, 0))) for q in qs),
+            store.apply_score("p0", 1, ScoreWrite(_obs("p0", 0))),
+            store.apply_score("p1", 0, ScoreWrite(_obs("p1", 1))),
         )
         want = [Outcome.APPLIED] * 40 + [Outcome.DUPLICATE, Outcome.FENCED]
         assert [c.outcome for c in codes] == want
@@ -49,7 +49,7 @@ async def test_concurrent_transitions_share_round_trips(redis_server: Proc) -> N
         # an error reaches only its caller: a key of the wrong type makes that script fail
         await r.set("oq:{bad}:h", "not a hash")
         ok, bad = await asyncio.gather(
-            store.apply_score("p2", 1, _obs("p2", 1)),
+            store.apply_score("p2", 1, ScoreWrite(_obs("p2", 1))),
             store.dispatch("bad", 1, 1, 4),
             return_exceptions=True,
         )
@@ -75,7 +75,7 @@ async def test_scripts_are_reloaded_after_a_redis_restart(tmp_path: Path) -> Non
                 await asyncio.sleep(0.1)
         # the state survived (AOF) and the script was loaded again
         assert first == Applied(Outcome.APPLIED, 0)
-        assert await store.apply_score("s", 1, _obs("s", 0)) == Applied(Outcome.APPLIED)
+        assert await store.apply_score("s", 1, ScoreWrite(_obs("s", 0))) == Applied(Outcome.APPLIED)
     finally:
         await r.aclose()
         redis.stop()
