@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from optscale.policies import DEFAULT_ALPHA, DEFAULT_S_MIN
+
 NAME = "eval"
 HELP = "accuracy and completion tokens per policy on a dataset (record once, then replay)"
 
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     wanted = {q.id for q in solve.load_questions(args)}
     full = read_ours(pool_path)
     pool = Pool(full.name, [q for q in full.questions if q.question_id in wanted])
-    alpha, s_min = 0.9, solve.DEFAULT_S_MIN.get(args.verifier, 0.95)
+    alpha, s_min = DEFAULT_ALPHA, DEFAULT_S_MIN
     if args.params:
         p = read_params(args.params)
         alpha, s_min = p["alpha"], p["s_min"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from optscale.policies import DEFAULT_ALPHA, DEFAULT_S_MIN
+
 NAME = "replay"
 HELP = "re-run stopping policies offline on recorded pools; print the paper's Table-1 layout"
 
@@ -35,8 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="1,2,4,8,16,32,64",
         help="comma-separated N_max values (kept up to the pool size)",
     )
-    parser.add_argument("--alpha", type=float, default=None, help="confidence (default 0.9)")
-    parser.add_argument("--s-min", type=float, default=None, help="target score (default 0.95)")
+    parser.add_argument(
+        "--alpha", type=float, default=None, help=f"confidence (default {DEFAULT_ALPHA})"
+    )
+    parser.add_argument(
+        "--s-min", type=float, default=None, help=f"target score (default {DEFAULT_S_MIN})"
+    )
     parser.add_argument("--params", help="alpha/s_min from `optscale calibrate` (dev pool)")
     parser.add_argument(
         "--priors",
@@ -68,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from optscale.replay import ReplayConfig, load_priors, replay
     from optscale.report import full_report, write_plots
 
-    alpha, s_min = 0.9, 0.95
+    alpha, s_min = DEFAULT_ALPHA, DEFAULT_S_MIN
     if args.params:
         p = read_params(args.params)
         alpha, s_min = p["alpha"], p["s_min"]

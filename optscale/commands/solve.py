@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from optscale.policies import DEFAULT_ALPHA, DEFAULT_S_MIN
+
 NAME = "solve"
 HELP = "solve questions with early-stopping best-of-N in one process (CPU, no servers)"
 
-# Default s_min per scorer. The confidence scorer's scores are not PRM-like (see README);
-# run `optscale calibrate` on a recorded pool and pass --params to use tuned values.
-DEFAULT_S_MIN = {"confidence": 0.95}
+# The stopping defaults are the paper's PRM settings (optscale.policies.DEFAULT_*). The
+# confidence scorer's scores are not PRM-like (see README): run `optscale calibrate` on a
+# recorded pool and pass --params to use tuned values.
 
 
 def add_common(parser: argparse.ArgumentParser, *, policy: bool = True) -> None:
@@ -48,10 +50,8 @@ def add_common(parser: argparse.ArgumentParser, *, policy: bool = True) -> None:
             choices=["optscale0", "optscalet", "bon", "sc", "wsc", "esc", "asc"],
         )
         pol.add_argument("--n-max", type=int, default=8)
-        pol.add_argument("--alpha", type=float, default=None, help="default 0.9")
-        pol.add_argument(
-            "--s-min", type=float, default=None, help="default per scorer (confidence: 0.95)"
-        )
+        pol.add_argument("--alpha", type=float, default=None, help=f"default {DEFAULT_ALPHA}")
+        pol.add_argument("--s-min", type=float, default=None, help=f"default {DEFAULT_S_MIN}")
         pol.add_argument("--params", help="alpha/s_min from `optscale calibrate`")
         pol.add_argument(
             "--priors",
@@ -108,7 +108,7 @@ def policy_factory(args: argparse.Namespace, name: str, n_max: int) -> Any:
     from optscale.errors import InvalidArgumentError
     from optscale.policies import make_policy
 
-    alpha, s_min = 0.9, DEFAULT_S_MIN.get(args.verifier, 0.95)
+    alpha, s_min = DEFAULT_ALPHA, DEFAULT_S_MIN
     if getattr(args, "params", None):
         p = read_params(args.params)
         alpha, s_min = p["alpha"], p["s_min"]
