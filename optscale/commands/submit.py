@@ -46,7 +46,7 @@ def build_events(args: argparse.Namespace, questions: list) -> list:  # type: ig
         if args.seed is not None:
             s.sampling.seed = args.seed
         try:
-            config_from_submitted(s, {}, prior_optional=True)  # the controller may predict it
+            config_from_submitted(s, prior_optional=True)  # the controller may predict it
         except InvalidArgumentError as exc:
             raise InvalidArgumentError(f"{q.id}: {exc.field}", exc.value, exc.why) from exc
         out.append(ev)

@@ -20,6 +20,7 @@ from services.common.taskdump import install_task_dump
 from services.controller.clients import GrpcGenerator, GrpcPredictor
 from services.controller.config import ControllerConfig
 from services.controller.consumer import Publisher, _Listener, run_controller
+from services.controller.questions import SubmitDefaults
 from services.controller.server import SERVICE, ControllerServicer
 from services.controller.state import RedisStateStore
 from services.controller.worker import ControllerWorker
@@ -27,15 +28,15 @@ from services.controller.worker import ControllerWorker
 
 async def amain(cfg: ControllerConfig) -> None:
     log = configure("controller", cfg.log_level)
-    defaults = {
-        "policy": cfg.policy,
-        "n_max": cfg.n_max,
-        "alpha": cfg.alpha,
-        "s_min": cfg.s_min,
-        "max_tokens": cfg.max_tokens,
-        "max_tokens_limit": cfg.max_tokens_limit,
-        "max_n_max": cfg.max_n_max,
-    }
+    defaults = SubmitDefaults(
+        policy=cfg.policy,
+        n_max=cfg.n_max,
+        alpha=cfg.alpha,
+        s_min=cfg.s_min,
+        max_tokens=cfg.max_tokens,
+        max_tokens_limit=cfg.max_tokens_limit,
+        max_n_max=cfg.max_n_max,
+    )
     await kafka.ensure_topics(cfg.kafka_bootstrap, cfg.partitions)
     r = redis_client(cfg.redis_url)
     store = RedisStateStore(r)

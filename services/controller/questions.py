@@ -4,7 +4,7 @@ protobuf fields, with the service defaults for what is unset, validated into a
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from optscale.config import QuestionConfig
 from optscale.policies import DEFAULT_ALPHA, DEFAULT_N_MAX, DEFAULT_POLICY, DEFAULT_S_MIN
@@ -15,8 +15,25 @@ from optscale.v1 import events_pb2
 _SAMPLING = SamplingParams()  # the defaults
 
 
+@dataclass(frozen=True, slots=True)
+class SubmitDefaults:
+    """What a submission leaves unset, and the limits it must stay within (the controller's
+    ``OPTSCALE_CONTROLLER_*`` settings)."""
+
+    policy: str = DEFAULT_POLICY
+    n_max: int = DEFAULT_N_MAX
+    alpha: float = DEFAULT_ALPHA
+    s_min: float = DEFAULT_S_MIN
+    max_tokens: int = _SAMPLING.max_tokens
+    max_tokens_limit: int = 4096
+    max_n_max: int = 1024
+
+
 def config_from_submitted(
-    sub: events_pb2.Submitted, defaults: dict[str, Any], *, prior_optional: bool = False
+    sub: events_pb2.Submitted,
+    defaults: SubmitDefaults = SubmitDefaults(),
+    *,
+    prior_optional: bool = False,
 ) -> QuestionConfig:
     """Validated question config (raises InvalidArgumentError naming the field).
     ``prior_optional``: an ``optscalet`` question may come without a prior (the controller
@@ -26,22 +43,22 @@ def config_from_submitted(
     params = SamplingParams(
         temperature=sp.temperature if sp.temperature or sp.top_p else _SAMPLING.temperature,
         top_p=sp.top_p or _SAMPLING.top_p,
-        max_tokens=sp.max_tokens or defaults.get("max_tokens", _SAMPLING.max_tokens),
+        max_tokens=sp.max_tokens or defaults.max_tokens,
         seed=sp.seed if sp.HasField("seed") else None,
     )
     cfg = QuestionConfig(
         text=sub.text,
         reference=sub.reference_answer or None,
         dataset=sub.dataset or None,
-        policy=p.policy or defaults.get("policy", DEFAULT_POLICY),
-        n_max=p.n_max or defaults.get("n_max", DEFAULT_N_MAX),
-        alpha=p.alpha if p.HasField("alpha") else defaults.get("alpha", DEFAULT_ALPHA),
-        s_min=p.s_min if p.HasField("s_min") else defaults.get("s_min", DEFAULT_S_MIN),
+        policy=p.policy or defaults.policy,
+        n_max=p.n_max or defaults.n_max,
+        alpha=p.alpha if p.HasField("alpha") else defaults.alpha,
+        s_min=p.s_min if p.HasField("s_min") else defaults.s_min,
         prior=GaussianPrior(p.prior.mu_bar, p.prior.sigma_bar) if p.HasField("prior") else None,
         sampling=params,
     )
     return cfg.validate(
-        max_tokens_limit=defaults.get("max_tokens_limit", 4096),
-        max_n_max=defaults.get("max_n_max", 1024),
+        max_tokens_limit=defaults.max_tokens_limit,
+        max_n_max=defaults.max_n_max,
         prior_optional=prior_optional,
     )

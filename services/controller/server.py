@@ -17,7 +17,7 @@ from optscale.ports import StateStore
 from optscale.v1 import controller_pb2, controller_pb2_grpc, events_pb2
 from services.common import kafka
 from services.common.server import streaming, unary
-from services.controller.questions import config_from_submitted
+from services.controller.questions import SubmitDefaults, config_from_submitted
 
 SERVICE = "optscale.v1.Controller"
 
@@ -29,7 +29,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
         producer: Any,
         log: Any,
         *,
-        defaults: dict[str, Any],
+        defaults: SubmitDefaults,
         max_questions: int = 1000,
         prior_optional: bool = False,
     ) -> None:

@@ -41,7 +41,7 @@ from services.common.metrics import (
 )
 from services.controller.lease import Leaser, cancel_all
 from services.controller.ownership import OwnedQuestion, QuestionOwnership
-from services.controller.questions import config_from_submitted
+from services.controller.questions import SubmitDefaults, config_from_submitted
 from services.controller.results import result_message
 
 # when the event being handled arrived (perf_counter), for the decision-latency histogram
@@ -70,7 +70,7 @@ class ControllerWorker(QuestionOwnership):
         *,
         results_topic: str,
         events_topic: str,
-        defaults: dict[str, Any] | None = None,
+        defaults: SubmitDefaults | None = None,
         predictor: PredictorClient | None = None,
         log: Any = None,
         retry_base: float = 0.2,
@@ -84,7 +84,7 @@ class ControllerWorker(QuestionOwnership):
         self.predictor = predictor
         self.results_topic = results_topic
         self.events_topic = events_topic
-        self.defaults = defaults or {}
+        self.defaults = defaults or SubmitDefaults()
         self.final: dict[str, None] = {}  # recently finished here (bounded, insertion order)
         self.stopped_at: dict[str, float] = {}  # monotonic time of each stop decision
         self.leaser = Leaser(

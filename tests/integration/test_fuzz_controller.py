@@ -20,12 +20,13 @@ from optscale.v1 import common_pb2, controller_pb2, controller_pb2_grpc
 from services.common.infra import Proc
 from services.common.logging import configure
 from services.common.server import Server
+from services.controller.questions import SubmitDefaults
 from services.controller.server import SERVICE, ControllerServicer
 from services.local import LocalPipeline
 
 pytestmark = pytest.mark.integration
 CLIENT_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
-DEFAULTS = {"policy": "optscale0", "n_max": 8, "alpha": 0.9, "s_min": 0.95, "max_tokens": 64}
+DEFAULTS = SubmitDefaults(policy="optscale0", n_max=8, max_tokens=64)
 ids = st.one_of(
     st.text(max_size=20),
     st.just(""),
