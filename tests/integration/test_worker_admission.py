@@ -31,7 +31,8 @@ async def test_a_new_question_is_owned_with_two_redis_calls(redis_server: Proc) 
 
         # what a new owner rebuilds from Redis is what the creator holds
         other.epoch = w.epoch
-        rebuilt = await other._resume("a")
+        other.partitions = {0}
+        rebuilt = await other._resume("a", 0)
         assert rebuilt is not None
         assert rebuilt.config == o.config and rebuilt.loop.state.n_dispatched == k
         assert rebuilt.loop.policy == o.loop.policy
