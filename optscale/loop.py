@@ -209,29 +209,28 @@ class QuestionLoop:
 
     def apply(self, event: Event) -> QuestionLoop:
         if isinstance(event, Scored):
-            return replace(self, state=self.state.observe(event.observation))
+            return self.scored(event.observation)
         if isinstance(event, Dispatched):
-            _non_negative("k", event.k)
-            _non_negative("first_index", event.first_index)
-            return replace(
-                self,
-                state=self.state.dispatched(event.k),
-                next_index=max(self.next_index, event.first_index + event.k),
-            )
+            return self.dispatched(event.first_index, event.k)
         if isinstance(event, Failed):
-            return replace(self, state=self.state.failed(event.k))
+            return self.failed(event.k)
         if isinstance(event, Cancelled):
             return replace(self, cancelled=event.reason or "cancelled")
         raise InvalidArgumentError("event", event, "not a loop event")
 
+    # the three hot transitions, without building an event (the controller's path)
+
     def scored(self, observation: Observation) -> QuestionLoop:
-        return self.apply(Scored(observation))
+        return replace(self, state=self.state.observe(observation))
 
     def dispatched(self, first_index: int, k: int) -> QuestionLoop:
-        return self.apply(Dispatched(first_index, k))
+        _non_negative("k", k)
+        _non_negative("first_index", first_index)
+        nxt = max(self.next_index, first_index + k)
+        return replace(self, state=self.state.dispatched(k), next_index=nxt)
 
     def failed(self, k: int = 1) -> QuestionLoop:
-        return self.apply(Failed(k))
+        return replace(self, state=self.state.failed(k))
 
     # ------------------------------------------------------------------ decisions
 
