@@ -1,12 +1,18 @@
-"""Choose alpha / s_min on a *dev* pool by the accuracy-tokens trade-off.
+"""Choose alpha / s_min on a *dev* pool by what stopping gains over the best fixed N.
 
-Rule (documented, deterministic): replay the policy (OptScale^0 by default) on the dev pool at
-N_max for every (alpha, s_min) of the grid, and BoN at the same N_max. Among the grid points
-whose accuracy is at least ``BoN accuracy - tolerance``, pick the one with the fewest tokens
-per question (ties: higher accuracy, then larger alpha, larger s_min). If none qualifies, pick
-the most accurate point (ties: fewer tokens). The chosen parameters are written to a JSON file
-that ``optscale replay --params`` and ``optscale solve --params`` read; test pools are never
-looked at here.
+Rule (documented, deterministic): replay OptScale^0 on the dev pool at N_max for every
+(alpha, s_min) of the grid, with BoN(k) for every k <= N_max on the same orders
+(:mod:`optscale.bon_curve`). Each grid point's served tokens (completed + cut at the stop,
+:mod:`optscale.episode`) and accuracy get a *gain*: accuracy minus the best fixed N's accuracy
+at the same tokens. The chosen point has the largest gain (ties: smaller token ratio at equal
+accuracy, fewer tokens, larger alpha, larger s_min).
+
+Stopping is *useful* only if the chosen point's gain is above ``min_gain`` and it waits past
+its first batch on some questions; otherwise the scorer makes stopping pointless here (the
+rule is a smaller BoN under another name, or no setting beats the curve) and
+:attr:`Calibration.useful` is false with the reason in :attr:`Calibration.verdict` — the CLI
+then writes no params. Test questions are never looked at here; the params record which
+questions they were tuned on (:mod:`optscale.params`).
 """
 
 from __future__ import annotations
@@ -17,12 +23,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optscale.episode import FinishModel
 from optscale.errors import DataError, InvalidArgumentError
+from optscale.params import Params, pool_sha256, read_params
 from optscale.pools import Pool
 from optscale.replay import ReplayConfig, replay
 
+__all__ = [
+    "ALPHA_GRID",
+    "CALIBRATABLE",
+    "S_MIN_GRID",
+    "Calibration",
+    "GridPoint",
+    "Params",
+    "calibrate",
+    "choose",
+    "read_params",
+    "write_params",
+]
+
 ALPHA_GRID: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 S_MIN_GRID: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
+CALIBRATABLE = ("optscale0",)  # policies whose alpha / s_min this tunes
+RULE = (
+    "largest accuracy gain over the BoN curve (every k <= N_max, same orders) at equal served "
+    "tokens; useful only if the gain > min_gain and the rule waits past its first batch"
+)
 
 
 @dataclass(slots=True)
@@ -30,8 +56,11 @@ class GridPoint:
     alpha: float
     s_min: float
     accuracy: float
-    tokens: float
+    tokens: float  # served tokens per question (completed + cut at the stop)
     samples: float
+    gain: float
+    ratio: float | None
+    single_wave: float  # fraction of episodes that never waited past the first batch
 
 
 @dataclass(slots=True)
@@ -42,14 +71,18 @@ class Calibration:
     s_min: float
     accuracy: float
     tokens: float
-    bon_accuracy: float
-    bon_tokens: float
-    tolerance: float
-    qualified: bool
-    dev_pool: str
-    dev_questions: int
+    gain: float
+    ratio: float | None
+    useful: bool
+    verdict: str
+    pool: str
+    pool_sha256: str
+    split: str
+    question_ids: list[str]
     orders: int
     seed: int
+    finish: FinishModel
+    curve: list[tuple[int, float, float]] = field(default_factory=list)
     grid: list[GridPoint] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -58,34 +91,70 @@ class Calibration:
             "n_max": self.n_max,
             "alpha": self.alpha,
             "s_min": self.s_min,
-            "dev_accuracy": self.accuracy,
-            "dev_tokens_per_question": self.tokens,
-            "dev_bon_accuracy": self.bon_accuracy,
-            "dev_bon_tokens_per_question": self.bon_tokens,
-            "tolerance": self.tolerance,
-            "qualified": self.qualified,
-            "dev_pool": self.dev_pool,
-            "dev_questions": self.dev_questions,
+            "rule": RULE,
+            "useful": self.useful,
+            "verdict": self.verdict,
+            "dev": {
+                "accuracy": self.accuracy,
+                "served_tokens_per_question": self.tokens,
+                "gain_vs_bon_curve": self.gain,
+                "token_ratio_vs_bon_curve": self.ratio,
+                "bon_curve": [
+                    {"k": k, "tokens_per_question": t, "accuracy": a} for k, t, a in self.curve
+                ],
+            },
+            "tuned_on": {
+                "pool": self.pool,
+                "pool_sha256": self.pool_sha256,
+                "split": self.split,
+                "question_ids": self.question_ids,
+            },
             "orders": self.orders,
             "seed": self.seed,
-            "rule": "fewest tokens with accuracy >= BoN accuracy - tolerance at N_max",
+            "finish_model": self.finish,
             "grid": [
-                {"alpha": g.alpha, "s_min": g.s_min, "accuracy": g.accuracy,
-                 "tokens_per_question": g.tokens, "samples_per_question": g.samples}
+                {
+                    "alpha": g.alpha,
+                    "s_min": g.s_min,
+                    "accuracy": g.accuracy,
+                    "served_tokens_per_question": g.tokens,
+                    "samples_per_question": g.samples,
+                    "gain": g.gain,
+                    "token_ratio": g.ratio,
+                    "single_wave": g.single_wave,
+                }
                 for g in self.grid
             ],
         }
 
 
-def choose(points: Sequence[GridPoint], bon_accuracy: float, tolerance: float) -> tuple[
-    GridPoint, bool
-]:
+def choose(points: Sequence[GridPoint]) -> GridPoint:
     if not points:
         raise InvalidArgumentError("grid", [], "empty calibration grid")
-    ok = [g for g in points if g.accuracy >= bon_accuracy - tolerance - 1e-12]
-    if ok:
-        return min(ok, key=lambda g: (g.tokens, -g.accuracy, -g.alpha, -g.s_min)), True
-    return min(points, key=lambda g: (-g.accuracy, g.tokens)), False
+
+    def key(g: GridPoint) -> tuple[float, float, float, float, float]:
+        ratio = g.ratio if g.ratio is not None else 0.0  # beyond the curve: best
+        return (-g.gain, ratio, g.tokens, -g.alpha, -g.s_min)
+
+    return min(points, key=key)
+
+
+def _verdict(best: GridPoint, min_gain: float) -> tuple[bool, str]:
+    if best.single_wave >= 1.0:
+        return False, (
+            f"alpha={best.alpha} s_min={best.s_min} never waits past its first batch: it is a "
+            "smaller fixed N under another name, so stopping adds nothing with this scorer"
+        )
+    if best.gain <= min_gain:
+        return False, (
+            f"no (alpha, s_min) beats the BoN curve: the best gains {100 * best.gain:+.1f} "
+            "points at equal tokens; use the best fixed N (or majority vote) with this scorer"
+        )
+    ratio = "beyond the curve" if best.ratio is None else f"{best.ratio:.2f}x the tokens"
+    return True, (
+        f"{100 * best.gain:+.1f} points over the best fixed N at equal tokens; {ratio} of the "
+        "fixed N of equal accuracy"
+    )
 
 
 def calibrate(
@@ -95,63 +164,88 @@ def calibrate(
     n_max: int | None = None,
     alphas: Sequence[float] = ALPHA_GRID,
     s_mins: Sequence[float] = S_MIN_GRID,
-    tolerance: float = 0.01,
+    min_gain: float = 0.0,
     orders: int = 20,
     seed: int = 0,
+    split: str = "dev",
+    finish: FinishModel = "length",
     progress: Callable[[int], None] | None = None,
 ) -> Calibration:
+    if policy not in CALIBRATABLE:
+        raise InvalidArgumentError(
+            "policy", policy, f"calibrate tunes alpha / s_min of {', '.join(CALIBRATABLE)} only"
+        )
     if not dev.questions:
         raise DataError(dev.name, "dev pool is empty")
+    if orders < 1:
+        raise InvalidArgumentError("orders", orders, "must be >= 1")
+    if not alphas or not s_mins:
+        raise InvalidArgumentError("grid", (alphas, s_mins), "needs at least one alpha and s_min")
     n = n_max or dev.min_samples
     if n < 1 or n > dev.min_samples:
         raise InvalidArgumentError(
             "n_max", n, f"must be in [1, {dev.min_samples}] (smallest per-question count)"
         )
-    base = replay(dev, ReplayConfig(policies=("bon",), n_max=(n,), orders=orders, seed=seed))
-    bon = base.cell("bon", n)
     points: list[GridPoint] = []
+    curve: list[tuple[int, float, float]] = []
     for a in alphas:
         for s in s_mins:
-            r = replay(
-                dev,
-                ReplayConfig(
-                    policies=(policy,), n_max=(n,), orders=orders, seed=seed, alpha=a, s_min=s
-                ),
+            cfg = ReplayConfig(
+                policies=(policy,),
+                n_max=(n,),
+                orders=orders,
+                seed=seed,
+                alpha=a,
+                s_min=s,
+                finish=finish,
             )
-            c = r.cell(policy, n)
+            r = replay(dev, cfg)
+            c, st = r.cell(policy, n), r.standing(policy, n)
+            assert st is not None and r.curve is not None
+            curve = r.curve.points()
             points.append(
-                GridPoint(a, s, c.accuracy, c.tokens_per_question, c.samples_per_question)
+                GridPoint(
+                    a,
+                    s,
+                    c.accuracy,
+                    c.served_tokens_per_question,
+                    c.samples_per_question,
+                    st.gain,
+                    st.ratio,
+                    c.single_wave_fraction,
+                )
             )
             if progress is not None:
                 progress(1)
-    best, qualified = choose(points, bon.accuracy, tolerance)
+    best = choose(points)
+    useful, verdict = _verdict(best, min_gain)
     return Calibration(
-        policy=policy, n_max=n, alpha=best.alpha, s_min=best.s_min, accuracy=best.accuracy,
-        tokens=best.tokens, bon_accuracy=bon.accuracy, bon_tokens=bon.tokens_per_question,
-        tolerance=tolerance, qualified=qualified, dev_pool=dev.name,
-        dev_questions=len(dev.questions), orders=orders, seed=seed, grid=points,
+        policy=policy,
+        n_max=n,
+        alpha=best.alpha,
+        s_min=best.s_min,
+        accuracy=best.accuracy,
+        tokens=best.tokens,
+        gain=best.gain,
+        ratio=best.ratio,
+        useful=useful,
+        verdict=verdict,
+        pool=dev.name,
+        pool_sha256=pool_sha256(dev),
+        split=split,
+        question_ids=sorted(q.question_id for q in dev.questions),
+        orders=orders,
+        seed=seed,
+        finish=finish,
+        curve=curve,
+        grid=points,
     )
 
 
 def write_params(cal: Calibration, path: str | Path) -> None:
+    """Write the params file; refused when stopping was found useless (see the module doc)."""
+    if not cal.useful:
+        raise InvalidArgumentError("calibration", cal.verdict, "no params worth writing")
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(cal.as_dict(), indent=2) + "\n", encoding="utf-8")
-
-
-def read_params(path: str | Path) -> dict[str, float]:
-    """alpha and s_min from a calibrate output file (also accepts a plain {alpha, s_min})."""
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(str(p), f"cannot read: {exc.strerror or exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{p}:{exc.lineno}", f"not valid JSON ({exc.msg})") from exc
-    out: dict[str, float] = {}
-    for k in ("alpha", "s_min"):
-        v = data.get(k) if isinstance(data, dict) else None
-        if not isinstance(v, int | float) or isinstance(v, bool):
-            raise DataError(str(p), f"missing or non-numeric {k!r}")
-        out[k] = float(v)
-    return out

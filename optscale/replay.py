@@ -34,15 +34,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from optscale.loop import Dispatch, QuestionLoop, StalledLoopError, Stop
-from optscale.policies import DEFAULT_ALPHA, DEFAULT_S_MIN, Observation, Policy
+from optscale.bon_curve import BonCurve, Standing
+from optscale.episode import Episode, FinishModel, run_episode
+from optscale.policies import DEFAULT_ALPHA, DEFAULT_S_MIN
 from optscale.pools import Pool, PoolQuestion, PoolSample
 
 N_GRID: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
@@ -68,17 +68,6 @@ POLICY_LABELS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Episode:
-    correct: bool
-    tokens: int
-    inflight_tokens: int
-    samples: int
-    n_star: float | None
-    reason: str
-    chosen_sample_id: str | None = None
-
-
 @dataclass(slots=True)
 class Cell:
     """Aggregate of one policy at one N_max over all questions × orders."""
@@ -90,7 +79,9 @@ class Cell:
     correct: float = 0.0
     tokens: float = 0.0
     inflight_tokens: float = 0.0
+    cut_tokens: float = 0.0
     samples: float = 0.0
+    single_wave: int = 0  # episodes that never dispatched past their first batch
     # per question: mean final N* over orders (inf when the bound never closed)
     n_star_by_question: dict[str, float] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
@@ -108,6 +99,17 @@ class Cell:
         return self.inflight_tokens / self.n_episodes if self.n_episodes else float("nan")
 
     @property
+    def served_tokens_per_question(self) -> float:
+        """Completed plus cut-at-the-stop tokens: what a serving system pays (the headline)."""
+        total = self.tokens + self.cut_tokens
+        return total / self.n_episodes if self.n_episodes else float("nan")
+
+    @property
+    def single_wave_fraction(self) -> float:
+        """1.0: the policy never waited past its first batch — a smaller fixed N."""
+        return self.single_wave / self.n_episodes if self.n_episodes else float("nan")
+
+    @property
     def samples_per_question(self) -> float:
         return self.samples / self.n_episodes if self.n_episodes else float("nan")
 
@@ -119,7 +121,9 @@ class Cell:
             self.correct += e.correct
             self.tokens += e.tokens
             self.inflight_tokens += e.inflight_tokens
+            self.cut_tokens += e.cut_tokens
             self.samples += e.samples
+            self.single_wave += e.waves <= 1
             self.reasons[e.reason] = self.reasons.get(e.reason, 0) + 1
             if e.n_star is not None:
                 stars.append(e.n_star)
@@ -134,7 +138,9 @@ class Cell:
             "episodes": self.n_episodes,
             "accuracy": self.accuracy,
             "tokens_per_question": self.tokens_per_question,
+            "served_tokens_per_question": self.served_tokens_per_question,
             "inflight_tokens_per_question": self.inflight_per_question,
+            "single_wave_fraction": self.single_wave_fraction,
             "samples_per_question": self.samples_per_question,
             "reasons": dict(self.reasons),
         }
@@ -150,6 +156,7 @@ class ReplayConfig:
     s_min: float = DEFAULT_S_MIN
     priors: Mapping[str, tuple[float, float]] | None = None
     policy_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    finish: FinishModel = "length"  # when samples finish (optscale.episode)
 
 
 @dataclass(slots=True)
@@ -159,9 +166,17 @@ class ReplayResult:
     n_values: tuple[int, ...]
     cells: dict[tuple[str, int], Cell]
     notes: list[str] = field(default_factory=list)
+    curve: BonCurve | None = None  # BoN(k), k = 1..max N_max, on the same orders
 
     def cell(self, policy: str, n_max: int) -> Cell:
         return self.cells[(policy, n_max)]
+
+    def standing(self, policy: str, n_max: int) -> Standing | None:
+        """The cell's served tokens and accuracy against BoN(k), k <= n_max."""
+        c = self.cells.get((policy, n_max))
+        if c is None or not c.n_episodes or self.curve is None:
+            return None
+        return self.curve.standing(c.served_tokens_per_question, c.accuracy, n_max)
 
     @property
     def policies(self) -> list[str]:
@@ -179,9 +194,22 @@ class ReplayResult:
             "orders": self.config.orders,
             "seed": self.config.seed,
             "n_values": list(self.n_values),
-            "cells": [c.as_dict() for c in self.cells.values()],
+            "finish_model": self.config.finish,
+            "cells": [self._cell_dict(c) for c in self.cells.values()],
+            "bon_curve": []
+            if self.curve is None
+            else [
+                {"k": k, "tokens_per_question": t, "accuracy": a} for k, t, a in self.curve.points()
+            ],
             "notes": list(self.notes),
         }
+
+    def _cell_dict(self, c: Cell) -> dict[str, Any]:
+        d = c.as_dict()
+        st = self.standing(c.policy, c.n_max)
+        if st is not None:
+            d["vs_bon_curve"] = {"gain": st.gain, "token_ratio": st.ratio, "equal_k": st.curve_k}
+        return d
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,51 +240,6 @@ def bon_answer(order: Sequence[PoolSample], n_max: int) -> PoolSample:
 # ---------------------------------------------------------------------------------------------
 # one episode
 
-
-
-def run_episode(
-    policy: Policy,
-    order: Sequence[PoolSample],
-    *,
-    question_id: str = "replay",
-    seed: int | None = None,
-    trace: list[Dispatch] | None = None,
-) -> Episode:
-    """Drive the question's :class:`~optscale.loop.QuestionLoop` over one order of samples, as
-    the solver would: sample index ``i`` is ``order[i]``, in flight from its dispatch until it
-    is the oldest unfinished one. ``trace`` collects the loop's dispatches."""
-    by_id = {s.sample_id: s for s in order}
-    loop = QuestionLoop.start(question_id, policy, seed=seed)
-    inflight: deque[PoolSample] = deque()
-    action = loop.next_action()
-    while not isinstance(action, Stop):
-        if isinstance(action, Dispatch):
-            k = min(action.k, len(order) - action.first_index)
-            if k > 0:
-                if trace is not None:
-                    trace.append(action)
-                loop = loop.dispatched(action.first_index, k)
-                inflight.extend(order[action.first_index : action.first_index + k])
-        if not inflight:
-            raise StalledLoopError(
-                f"policy {policy.name!r} asks for more samples than the pool has "
-                f"({len(order)})"
-            )
-        s = inflight.popleft()
-        loop = loop.scored(Observation(s.sample_id, s.answer, s.score, s.tokens))
-        action = loop.next_action()
-    cid = action.chosen.sample_id if action.chosen else None
-    chosen = by_id.get(cid) if cid is not None else None
-    n_star = action.decision.n_star
-    return Episode(
-        correct=bool(chosen is not None and chosen.correct),
-        tokens=int(loop.state.tokens),
-        inflight_tokens=sum(s.tokens for s in inflight),
-        samples=int(loop.state.n_scored),
-        n_star=None if n_star is None else float(n_star),
-        reason=action.reason,
-        chosen_sample_id=cid,
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,8 +292,16 @@ def replay(
         for n in n_values
     }
     missing_prior = 0
+    curve = BonCurve(max(n_values)) if n_values else None
+
+    def episode(pol: Any, order: Sequence[PoolSample]) -> Episode:
+        return run_episode(pol, order, finish=cfg.finish)
+
     for q in pool.questions:
         orders = sample_orders(q, cfg.orders, cfg.seed)
+        if curve is not None:
+            for o in orders:
+                curve.add(o)
         for n in n_values:
             for p in policies:
                 if p == "optscalet":
@@ -320,21 +311,21 @@ def replay(
                         missing_prior += 1
                         continue
                     pol = _make(p, n, cfg, prior=_prior(ms))
-                    eps = [run_episode(pol, o) for o in orders]
+                    eps = [episode(pol, o) for o in orders]
                 elif p == "oracle":
                     eps = []
                     for o in orders:
                         target = bon_answer(o, n).answer
-                        eps.append(run_episode(_make(p, n, cfg, target_answer=target), o))
+                        eps.append(episode(_make(p, n, cfg, target_answer=target), o))
                 else:
                     pol = shared[(p, n)]
-                    eps = [run_episode(pol, o) for o in orders]
+                    eps = [episode(pol, o) for o in orders]
                 cells[(p, n)].add(q.question_id, eps)
         if progress is not None:
             progress(1)
     if missing_prior:
         notes.append(f"OptScale^t: {missing_prior} (question, N) cells had no prior; skipped")
-    return ReplayResult(pool.name, cfg, n_values, cells, notes)
+    return ReplayResult(pool.name, cfg, n_values, cells, notes, curve)
 
 
 def load_priors(path: str, pool: Pool | None = None) -> dict[str, tuple[float, float]]:
@@ -357,14 +348,14 @@ def load_priors(path: str, pool: Pool | None = None) -> dict[str, tuple[float, f
         data = None
     if isinstance(data, dict):
         for k, v in data.items():
-            out[str(k)] = (float(v[0]), float(v[1]))
+            out[str(k)] = _mu_sigma(v, f"{path}: {k!r}")
     elif isinstance(data, list):
         if pool is None:
             raise DataError(path, "a positional priors list needs the pool")
         if len(data) != len(pool.questions):
             raise DataError(path, f"{len(data)} priors for {len(pool.questions)} questions")
-        for q, v in zip(pool.questions, data, strict=True):
-            out[q.question_id] = (float(v[0]), float(v[1]))
+        for i, (q, v) in enumerate(zip(pool.questions, data, strict=True)):
+            out[q.question_id] = _mu_sigma(v, f"{path}: item {i}")
     else:
         for i, line in enumerate(text.splitlines(), 1):
             if not line.strip():
@@ -374,10 +365,21 @@ def load_priors(path: str, pool: Pool | None = None) -> dict[str, tuple[float, f
                 qid = str(r.get("question_id", r.get("id")))
                 mu = float(r.get("mu_bar", r.get("prm_mu")))
                 sd = float(r.get("sigma_bar", r.get("prm_sigma")))
-            except (json.JSONDecodeError, TypeError, AttributeError) as exc:
+            except (json.JSONDecodeError, TypeError, AttributeError, ValueError) as exc:
                 raise DataError(f"{path}:{i}", f"bad prior row ({exc})") from exc
             out[qid] = (mu, sd)
     for qid, (mu, sd) in out.items():
         if not (math.isfinite(mu) and math.isfinite(sd) and sd > 0):
             raise DataError(path, f"bad prior for {qid!r}: ({mu}, {sd})")
     return out
+
+
+def _mu_sigma(v: Any, where: str) -> tuple[float, float]:
+    from optscale.errors import DataError
+
+    try:
+        if isinstance(v, str | bytes) or len(v) != 2:
+            raise TypeError("not a pair")
+        return float(v[0]), float(v[1])
+    except (TypeError, ValueError) as exc:
+        raise DataError(where, f"a prior is [mu_bar, sigma_bar], got {v!r}") from exc

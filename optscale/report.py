@@ -18,15 +18,18 @@ def _label(policy: str) -> str:
 
 
 def table1(result: ReplayResult) -> str:
-    """Rows = policies, columns = N_max; each cell = accuracy % and tokens per question."""
+    """Rows = policies, columns = N_max; each cell = accuracy %, served tokens per question
+    (with the samples cut at the stop: the headline) and, beside it, the paper's count
+    (completed samples only)."""
     ns = result.n_values
     w0 = max(len(_label(p)) for p in result.policies) + 2
-    head1 = " " * w0 + "".join(f"| {'N=' + str(n):^16}" for n in ns)
-    head2 = f"{'policy':<{w0}}" + "".join(f"| {'acc%':>6} {'tokens':>8} " for _ in ns)
+    head1 = " " * w0 + "".join(f"| {'N=' + str(n):^22}" for n in ns)
+    head2 = f"{'policy':<{w0}}" + "".join(f"| {'acc%':>6} {'served':>7} {'paper':>6} " for _ in ns)
     lines = [
         f"{result.pool}: {result.cells[next(iter(result.cells))].n_questions} questions x "
         f"{result.config.orders} orders (alpha={result.config.alpha}, "
-        f"s_min={result.config.s_min}); tokens = mean completion tokens per question",
+        f"s_min={result.config.s_min}); tokens per question: served = completed + cut at the "
+        f"stop (finish model: {result.config.finish}), paper = completed only",
         head1,
         head2,
         "-" * len(head2),
@@ -36,10 +39,52 @@ def table1(result: ReplayResult) -> str:
         for n in ns:
             c = result.cells.get((p, n))
             if c is None or not c.n_episodes:
-                row += f"| {'-':>6} {'-':>8} "
+                row += f"| {'-':>6} {'-':>7} {'-':>6} "
             else:
-                row += f"| {100 * c.accuracy:6.1f} {c.tokens_per_question:8.0f} "
+                row += (
+                    f"| {100 * c.accuracy:6.1f} {c.served_tokens_per_question:7.0f} "
+                    f"{c.tokens_per_question:6.0f} "
+                )
         lines.append(row)
+    return "\n".join(lines)
+
+
+def curve_table(result: ReplayResult) -> str:
+    """Each policy against the BoN curve (BoN(k) for every k <= N_max, same orders): accuracy
+    points gained at equal served tokens, and served tokens / the best fixed k's tokens at
+    equal accuracy (the k in brackets; '>curve': no k <= N_max is that accurate)."""
+    ns = result.n_values
+    w0 = max(len(_label(p)) for p in result.policies) + 2
+    lines = [
+        "against the BoN curve (every fixed k <= N_max on the same orders): accuracy gain in "
+        "points at equal tokens; tokens / fixed-k tokens at equal accuracy [k]",
+        f"{'policy':<{w0}}" + "".join(f"| {'N=' + str(n):^22}" for n in ns),
+    ]
+    for p in result.policies:
+        row = f"{_label(p):<{w0}}"
+        for n in ns:
+            st = result.standing(p, n)
+            if st is None:
+                row += f"| {'-':^22}"
+                continue
+            ratio = ">curve" if st.ratio is None else f"{st.ratio:.2f}x"
+            k = "" if st.curve_k is None else f"[{st.curve_k:.1f}]"
+            row += f"| {100 * st.gain:+6.1f} {ratio:>7} {k:>6} "
+        lines.append(row)
+    curve = result.curve
+    if curve is not None:
+        pts = ", ".join(f"k={k}: {100 * a:.1f}% {t:.0f}" for k, t, a in curve.points())
+        lines.append(f"BoN(k): {pts}")
+    single = [
+        f"{_label(p)} N={n}"
+        for (p, n), c in result.cells.items()
+        if p not in ("bon", "sc", "wsc") and n > 1 and c.n_episodes and c.single_wave_fraction == 1
+    ]
+    if single:
+        lines.append(
+            "never waited past its first batch (a smaller fixed N under another name): "
+            + ", ".join(single)
+        )
     return "\n".join(lines)
 
 
@@ -94,7 +139,15 @@ def n_star_histogram(result: ReplayResult, policy: str = "optscale0") -> str:
 
 
 def full_report(result: ReplayResult) -> str:
-    parts = [table1(result), "", samples_table(result), "", n_star_histogram(result)]
+    parts = [
+        table1(result),
+        "",
+        curve_table(result),
+        "",
+        samples_table(result),
+        "",
+        n_star_histogram(result),
+    ]
     inflight = [
         (p, result.cells[(p, max(result.n_values))].inflight_per_question)
         for p in result.policies
@@ -104,8 +157,8 @@ def full_report(result: ReplayResult) -> str:
     if waste:
         parts += [
             "",
-            f"cancelled in-flight samples at N_max={max(result.n_values)} (full tokens, upper "
-            f"bound of waste, not counted above): {waste}",
+            f"cancelled in-flight samples at N_max={max(result.n_values)} (their full length, "
+            f"an upper bound; the served tokens above count what they had decoded): {waste}",
         ]
     if result.notes:
         parts += ["", *[f"note: {n}" for n in result.notes]]

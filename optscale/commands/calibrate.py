@@ -1,15 +1,19 @@
-"""``optscale calibrate DEV_POOL --out params.json``: choose alpha / s_min on a dev pool."""
+"""``optscale calibrate POOL --out params.json``: choose alpha / s_min on a pool's dev half."""
 
 from __future__ import annotations
 
 import argparse
 
 NAME = "calibrate"
-HELP = "choose alpha and s_min on a dev pool (fewest tokens within tolerance of BoN accuracy)"
+HELP = (
+    "choose alpha and s_min on a pool's dev half by the gain over the best fixed N; writes "
+    "nothing when stopping does not beat the BoN curve"
+)
+NOT_USEFUL = 3  # exit code: stopping does not pay with this scorer, no params written
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pool", metavar="DEV_POOL", help="the dev pool (never the test pool)")
+    parser.add_argument("pool", metavar="POOL", help="a recorded pool (its dev half is used)")
     parser.add_argument("--out", required=True, help="params JSON to write")
     parser.add_argument(
         "--format", default="auto", choices=["auto", "ours", "reference", "samples"]
@@ -17,12 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", help="reference format: prompts file with the answers")
     parser.add_argument(
         "--split",
-        choices=["all", "dev"],
-        default="all",
-        help="'dev': use only the dev half of the pool (split by id hash)",
+        choices=["dev", "all"],
+        default="dev",
+        help="'dev' (default): the dev half (split by id hash); 'all': every question, which "
+        "then can never be evaluated with these params",
     )
     parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--policy", default="optscale0")
+    parser.add_argument("--policy", default="optscale0", help="only optscale0 has alpha / s_min")
     parser.add_argument(
         "--n-max",
         type=int,
@@ -32,13 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alphas", default="0.5,0.7,0.8,0.9,0.95,0.99")
     parser.add_argument("--s-mins", default="0.5,0.6,0.7,0.8,0.85,0.9,0.95,0.98")
     parser.add_argument(
-        "--tolerance",
+        "--min-gain",
         type=float,
-        default=0.01,
-        help="allowed accuracy loss vs BoN (fraction, default 0.01)",
+        default=0.0,
+        help="accuracy gain over the BoN curve (fraction) required to write params (default 0)",
     )
     parser.add_argument("--orders", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--finish", choices=["length", "dispatch"], default="length")
 
 
 def _floats(name: str, s: str) -> list[float]:
@@ -72,19 +78,26 @@ def run(args: argparse.Namespace) -> int:
             n_max=args.n_max,
             alphas=alphas,
             s_mins=s_mins,
-            tolerance=args.tolerance,
+            min_gain=args.min_gain,
             orders=args.orders,
             seed=args.seed,
+            split=f"{args.split} (seed {args.split_seed})",
+            finish=args.finish,
             progress=bar.update,
         )
-    write_params(cal, args.out)
-    print(f"dev pool {cal.dev_pool}: {cal.dev_questions} questions, N_max={cal.n_max}")
-    print(f"BoN: accuracy {100 * cal.bon_accuracy:.1f}%, {cal.bon_tokens:.0f} tokens/question")
+    print(f"{args.split} questions of {cal.pool}: {len(cal.question_ids)}, N_max={cal.n_max}")
+    print("BoN(k): " + ", ".join(f"k={k} {100 * a:.1f}% {t:.0f} tok" for k, t, a in cal.curve))
+    ratio = ">curve" if cal.ratio is None else f"{cal.ratio:.2f}x"
     print(
-        f"chosen {cal.policy}: alpha={cal.alpha} s_min={cal.s_min} -> accuracy "
-        f"{100 * cal.accuracy:.1f}%, {cal.tokens:.0f} tokens/question "
-        f"({cal.tokens / cal.bon_tokens:.2f}x BoN)"
-        + ("" if cal.qualified else f"  [no grid point within {cal.tolerance:.3f} of BoN]")
+        f"best {cal.policy}: alpha={cal.alpha} s_min={cal.s_min} -> accuracy "
+        f"{100 * cal.accuracy:.1f}%, {cal.tokens:.0f} served tokens/question; "
+        f"{100 * cal.gain:+.1f} points vs the BoN curve at equal tokens, {ratio} its tokens at "
+        "equal accuracy"
     )
+    print(cal.verdict)
+    if not cal.useful:
+        print(f"no params written to {args.out}")
+        return NOT_USEFUL
+    write_params(cal, args.out)
     print(f"wrote {args.out}")
     return 0

@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--s-min", type=float, default=None)
     parser.add_argument("--params", help="alpha/s_min from `optscale calibrate`")
     parser.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="replay --params even on questions they were tuned on (printed)",
+    )
+    parser.add_argument(
         "--pool",
         default=None,
         help="pool file to record into / reuse (default runs/eval-<dataset>.jsonl)",
@@ -34,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from optscale.calibrate import read_params
     from optscale.commands import record, solve
+    from optscale.params import check_n_max, check_overlap, read_params
     from optscale.pools import Pool, read_ours
     from optscale.replay import N_GRID, ReplayConfig, replay
     from optscale.report import full_report
@@ -52,7 +57,11 @@ def run(args: argparse.Namespace) -> int:
     alpha, s_min = DEFAULT_ALPHA, DEFAULT_S_MIN
     if args.params:
         p = read_params(args.params)
-        alpha, s_min = p["alpha"], p["s_min"]
+        check_n_max(p, args.n_max)
+        warning = check_overlap(p, wanted, allow_overlap=args.allow_overlap)
+        if warning:
+            print(warning)
+        alpha, s_min = p.alpha, p.s_min
     alpha = args.alpha if args.alpha is not None else alpha
     s_min = args.s_min if args.s_min is not None else s_min
     cfg = ReplayConfig(

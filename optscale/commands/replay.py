@@ -34,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--n-max",
-        default="1,2,4,8,16,32,64",
-        help="comma-separated N_max values (kept up to the pool size)",
+        default=None,
+        help="comma-separated N_max values, each at most the pool's per-question sample count "
+        "(default: 1,2,4,...,64 up to it; with --params: the N_max it was tuned at)",
     )
     parser.add_argument(
         "--alpha", type=float, default=None, help=f"confidence (default {DEFAULT_ALPHA})"
@@ -44,6 +45,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--s-min", type=float, default=None, help=f"target score (default {DEFAULT_S_MIN})"
     )
     parser.add_argument("--params", help="alpha/s_min from `optscale calibrate` (dev pool)")
+    parser.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="evaluate even on questions the --params were tuned on (flagged in the output)",
+    )
+    parser.add_argument(
+        "--finish",
+        choices=["length", "dispatch"],
+        default="length",
+        help="when samples finish: 'length' (parallel decoding, short ones first; default) or "
+        "'dispatch' (one after another)",
+    )
     parser.add_argument(
         "--priors",
         help="OptScale^t priors: {question_id: [mu, sigma]} JSON, or 'predictor[:DIR]' to ask "
@@ -68,27 +81,28 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from optscale.calibrate import read_params
     from optscale.errors import InvalidArgumentError
+    from optscale.params import check_n_max, check_overlap, read_params
     from optscale.pools import read_pool, split_pool
-    from optscale.replay import ReplayConfig, load_priors, replay
+    from optscale.replay import N_GRID, ReplayConfig, load_priors, replay
     from optscale.report import full_report, write_plots
 
     alpha, s_min = DEFAULT_ALPHA, DEFAULT_S_MIN
-    if args.params:
-        p = read_params(args.params)
-        alpha, s_min = p["alpha"], p["s_min"]
-        print(f"parameters from {args.params}: alpha={alpha} s_min={s_min}")
+    params = read_params(args.params) if args.params else None
+    if params is not None:
+        alpha, s_min = params.alpha, params.s_min
+        print(f"parameters from {args.params}: alpha={alpha} s_min={s_min} N_max={params.n_max}")
     if args.alpha is not None:
         alpha = args.alpha
     if args.s_min is not None:
         s_min = args.s_min
     if args.orders < 1:
         raise InvalidArgumentError("orders", args.orders, "must be >= 1")
-    try:
-        n_values = tuple(int(x) for x in args.n_max.split(",") if x.strip())
-    except ValueError as exc:
-        raise InvalidArgumentError("n_max", args.n_max, "comma-separated integers") from exc
+    n_values = _n_values(args.n_max)
+    if params is not None:
+        for n in n_values or (params.n_max,):
+            check_n_max(params, n)
+        n_values = (params.n_max,)
     policies = tuple(x.strip() for x in args.policies.split(",") if x.strip())
     results = []
     for path in args.pools:
@@ -97,6 +111,16 @@ def run(args: argparse.Namespace) -> int:
             dev, test = split_pool(pool, seed=args.split_seed)
             pool = dev if args.split == "dev" else test
         print(pool.summary(), file=sys.stderr)
+        for n in n_values:
+            if n > pool.min_samples:
+                raise InvalidArgumentError(
+                    "n_max", n, f"{pool.name} has only {pool.min_samples} samples for some question"
+                )
+        if params is not None:
+            ids = [q.question_id for q in pool.questions]
+            warning = check_overlap(params, ids, allow_overlap=args.allow_overlap)
+            if warning:
+                print(warning)
         priors: dict[str, tuple[float, float]] | None = None
         if args.priors and args.priors.startswith("predictor"):
             priors = predictor_priors(pool, args.priors.partition(":")[2] or None)
@@ -104,12 +128,13 @@ def run(args: argparse.Namespace) -> int:
             priors = load_priors(args.priors, pool)
         cfg = ReplayConfig(
             policies=policies,
-            n_max=n_values,
+            n_max=n_values or N_GRID,
             orders=args.orders,
             seed=args.seed,
             alpha=alpha,
             s_min=s_min,
             priors=priors,
+            finish=args.finish,
         )
         with tqdm(
             total=len(pool.questions),
@@ -132,6 +157,21 @@ def run(args: argparse.Namespace) -> int:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(results, fh, indent=2)
     return 0
+
+
+def _n_values(spec: str | None) -> tuple[int, ...]:
+    """The explicit N_max values (each >= 1), or () for the default grid."""
+    from optscale.errors import InvalidArgumentError
+
+    if spec is None:
+        return ()
+    try:
+        values = tuple(int(x) for x in spec.split(",") if x.strip())
+    except ValueError as exc:
+        raise InvalidArgumentError("n_max", spec, "comma-separated integers") from exc
+    if not values or min(values) < 1:
+        raise InvalidArgumentError("n_max", spec, "each N_max must be an integer >= 1")
+    return values
 
 
 def predictor_priors(pool: object, model_dir: str | None) -> dict[str, tuple[float, float]]:

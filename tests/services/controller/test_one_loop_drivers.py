@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from optscale.episode import run_episode
 from optscale.loop import Dispatch, sample_seed
 from optscale.memory import InMemoryStateStore
 from optscale.policies import make_policy
 from optscale.pools import PoolSample
 from optscale.ports import GenerateRequest
-from optscale.replay import run_episode
 from optscale.solve import solve_question
 from optscale.types import GeneratedSample, Question, SamplingParams, ScoredSample
 from tests.services.controller import harness
@@ -64,7 +64,10 @@ def _replay(name: str) -> tuple[Trace, tuple[Any, ...]]:
         for i, s in enumerate(SCORES)
     ]
     dispatches: list[Dispatch] = []
-    ep = run_episode(_policy(name), order, question_id=Q, seed=SEED, trace=dispatches)
+    # samples finish in dispatch order, as the scripted solver and controller get them
+    ep = run_episode(
+        _policy(name), order, question_id=Q, seed=SEED, finish="dispatch", trace=dispatches
+    )
     trace = [(d.first_index, d.k, d.sample_ids, d.seeds) for d in dispatches]
     chosen = ep.chosen_sample_id
     return trace, (ep.reason, chosen, ep.samples, ep.tokens, ep.n_star)

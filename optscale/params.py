@@ -1,0 +1,114 @@
+"""Tuned stopping parameters with their provenance.
+
+A params file (written by ``optscale calibrate``) says what it was tuned on: the pool (name and
+a content hash), the split and the question ids, the policy and N_max, the finish model. Users
+of a params file (``optscale replay|solve|eval --params``) must not evaluate on a question it
+was tuned on — :func:`check_overlap` refuses unless ``allow_overlap`` is given, and then the
+output says so — and must run it at the N_max it was tuned for (:func:`check_n_max`).
+
+A params file without provenance (written by an earlier version) is refused: its numbers
+cannot be told apart from numbers tuned on the test questions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from optscale.errors import DataError, InvalidArgumentError
+from optscale.pool_model import Pool
+
+__all__ = ["Params", "check_n_max", "check_overlap", "pool_sha256", "read_params"]
+
+
+def pool_sha256(pool: Pool) -> str:
+    """A hash of what a pool holds (question ids, sample ids, scores, tokens, correctness),
+    independent of file format, order of lines and compression."""
+    h = hashlib.sha256()
+    for q in sorted(pool.questions, key=lambda q: q.question_id):
+        h.update(f"q\0{q.question_id}\n".encode())
+        for s in sorted(q.samples, key=lambda s: s.sample_id):
+            h.update(f"{s.sample_id}\0{s.score!r}\0{s.tokens}\0{int(s.correct)}\n".encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    path: str
+    policy: str
+    n_max: int
+    alpha: float
+    s_min: float
+    pool: str
+    pool_sha256: str
+    split: str
+    question_ids: frozenset[str]
+
+
+def _num(data: dict[str, Any], key: str, where: str) -> float:
+    v = data.get(key)
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        raise DataError(where, f"missing or non-numeric {key!r}")
+    return float(v)
+
+
+def read_params(path: str | Path) -> Params:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(str(p), f"cannot read: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p}:{exc.lineno}", f"not valid JSON ({exc.msg})") from exc
+    if not isinstance(data, dict):
+        raise DataError(str(p), "a params file is a JSON object")
+    alpha, s_min = _num(data, "alpha", str(p)), _num(data, "s_min", str(p))
+    tuned = data.get("tuned_on")
+    if not isinstance(tuned, dict) or not isinstance(tuned.get("question_ids"), list):
+        raise DataError(
+            str(p),
+            "no provenance (tuned_on.question_ids): re-run `optscale calibrate` on a dev split",
+        )
+    n_max = _num(data, "n_max", str(p))
+    if n_max != int(n_max) or n_max < 1:
+        raise DataError(str(p), f"n_max {n_max} is not an integer >= 1")
+    return Params(
+        path=str(p),
+        policy=str(data.get("policy", "optscale0")),
+        n_max=int(n_max),
+        alpha=alpha,
+        s_min=s_min,
+        pool=str(tuned.get("pool", "")),
+        pool_sha256=str(tuned.get("pool_sha256", "")),
+        split=str(tuned.get("split", "")),
+        question_ids=frozenset(str(q) for q in tuned["question_ids"]),
+    )
+
+
+def check_overlap(
+    params: Params, evaluated: Iterable[str], *, allow_overlap: bool = False
+) -> str | None:
+    """Refuse params tuned on any evaluated question; with ``allow_overlap`` return the warning
+    to print instead (``None``: no overlap)."""
+    both = sorted(params.question_ids.intersection(evaluated))
+    if not both:
+        return None
+    shown = ", ".join(both[:5]) + (f" and {len(both) - 5} more" if len(both) > 5 else "")
+    msg = (
+        f"{params.path} was tuned on {len(both)} of the questions evaluated here ({shown}); "
+        "its numbers on them are not a fair test"
+    )
+    if not allow_overlap:
+        raise InvalidArgumentError("params", params.path, msg + " (--allow-overlap overrides)")
+    return "WARNING: " + msg + " (--allow-overlap given)"
+
+
+def check_n_max(params: Params, n_max: int) -> None:
+    if n_max != params.n_max:
+        raise InvalidArgumentError(
+            "n_max", n_max, f"{params.path} was tuned at N_max {params.n_max}; run it there"
+        )
