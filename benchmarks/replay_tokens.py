@@ -1,12 +1,16 @@
-"""Token ratio OptScale / BoN (and the oracle) at N_max = 16 and the largest N a pool allows.
+"""Every stopping policy against the BoN curve, on the test half, with dev-chosen parameters.
 
     .venv/bin/python benchmarks/replay_tokens.py [POOL ...] [--orders 200] [--priors predictor]
 
 Default pools: the committed CPU pool (benchmarks/data/*.jsonl.gz) and the shared scored sample
-file. For each pool: alpha / s_min are chosen by `calibrate` on the dev half and the test half
-is replayed with them (never tuned on the test half); then BoN, OptScale^0, OptScale^t (when
-priors are given) and the oracle. Prints accuracy and tokens per question and the ratio to BoN.
-Targets: accuracy >= BoN's and tokens <= 0.5x BoN.
+file. For each pool: alpha / s_min of OptScale^0 are chosen by `calibrate` on the dev half
+(never the test half; its verdict says whether stopping beats the best fixed N at all), then the
+test half is replayed at N_max = 8 and the pool's largest N with BoN, SC, weighted SC, ESC,
+ASC, OptScale^0 (and OptScale^t with priors) and the oracle. Printed per policy: accuracy,
+served tokens per question (completed + cut at the stop, parallel-decoding finish model) and
+the paper's count (completed only), then the accuracy gain over the BoN curve (every fixed
+k <= N_max on the same orders) at equal served tokens and the token ratio to the fixed k of
+equal accuracy. Target: ratio <= 0.5 at no accuracy loss.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from pathlib import Path
 from optscale.calibrate import calibrate
 from optscale.datasets import datasets_dir
 from optscale.pools import read_pool, split_pool
-from optscale.replay import ReplayConfig, replay
+from optscale.replay import POLICY_LABELS, ReplayConfig, replay
 
 ROOT = Path(__file__).resolve().parent
+POLICIES = ("bon", "sc", "wsc", "esc", "asc", "optscale0", "oracle")
 
 
 def default_pools() -> list[str]:
@@ -36,7 +41,7 @@ def main() -> None:
     for path in a.pools or default_pools():
         pool = read_pool(path)
         dev, test = split_pool(pool)
-        ns = sorted({n for n in (16, pool.min_samples) if n <= pool.min_samples})
+        ns = sorted({n for n in (8, pool.min_samples) if n <= pool.min_samples})
         print(
             f"\n== {pool.name}: {len(pool.questions)} questions (dev {len(dev.questions)}, "
             f"test {len(test.questions)}), {pool.min_samples}+ samples each"
@@ -45,17 +50,14 @@ def main() -> None:
             print("   too few questions for a dev/test split; skipped")
             continue
         cal = calibrate(dev, n_max=max(ns), orders=min(a.orders, 50))
-        print(
-            f"   dev-chosen alpha={cal.alpha} s_min={cal.s_min} "
-            f"(dev: acc {cal.accuracy:.3f} vs BoN {cal.bon_accuracy:.3f})"
-        )
+        print(f"   dev-chosen OptScale^0: alpha={cal.alpha} s_min={cal.s_min}; {cal.verdict}")
         priors = None
-        policies = ["bon", "optscale0", "oracle"]
+        policies = list(POLICIES)
         if a.priors:
             from optscale.commands.replay import predictor_priors
 
             priors = predictor_priors(test, None)
-            policies.insert(2, "optscalet")
+            policies.insert(-1, "optscalet")
         cfg = ReplayConfig(
             policies=tuple(policies),
             n_max=tuple(ns),
@@ -66,15 +68,20 @@ def main() -> None:
         )
         res = replay(test, cfg)
         for n in ns:
-            bon = res.cell("bon", n)
-            print(f"   N_max={n}: BoN acc {bon.accuracy:.3f}, {bon.tokens_per_question:.0f} tok/q")
-            for p in policies[1:]:
-                c = res.cell(p, n)
+            print(f"   test half, N_max={n}  (acc, served tok/q, paper tok/q; vs the BoN curve)")
+            for p in res.policies:
+                c, st = res.cell(p, n), res.standing(p, n)
+                assert st is not None
+                ratio = "beyond the curve" if st.ratio is None else f"{st.ratio:.2f}x tokens"
+                k = "" if st.curve_k is None else f" (fixed k={st.curve_k:.1f})"
                 print(
-                    f"     {p:10s} acc {c.accuracy:.3f} ({c.accuracy - bon.accuracy:+.3f}), "
-                    f"{c.tokens_per_question:.0f} tok/q = "
-                    f"{c.tokens_per_question / bon.tokens_per_question:.2f}x BoN"
+                    f"     {POLICY_LABELS.get(p, p):24s} {100 * c.accuracy:5.1f}%  "
+                    f"{c.served_tokens_per_question:6.0f}  {c.tokens_per_question:6.0f}   "
+                    f"{100 * st.gain:+5.1f} pts at equal tokens, {ratio} at equal accuracy{k}"
                 )
+        assert res.curve is not None
+        pts = ", ".join(f"{k}: {100 * acc:.1f}%/{t:.0f}" for k, t, acc in res.curve.points())
+        print(f"   BoN(k) on the test half (k: acc/tokens): {pts}")
 
 
 if __name__ == "__main__":
