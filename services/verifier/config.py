@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class VerifierConfig:
     backend: str = "confidence"  # confidence | sim | prm | vllm
     model: str = ""  # prm: HF id or directory (default Qwen/Qwen2.5-Math-PRM-7B)
-    aggregation: str = "mean"  # prm: mean | min | last | product
+    aggregation: str = "mean"  # step scores -> score (confidence, prm): mean | min | last | product
     max_length: int = 4096  # prm: tokens per model input; longer traces are windowed
     device: str = ""  # prm: torch device (default cuda when available)
     seed: int = 0  # sim

@@ -67,7 +67,7 @@ def make_backend(cfg: Any) -> Any:
     if cfg.backend == "confidence":
         from optscale.engines.scoring.confidence import Backend
 
-        return Backend()
+        return Backend(cfg.aggregation)
     if cfg.backend == "sim":
         from optscale.engines.scoring.sim import Backend as Sim
 

@@ -1,12 +1,15 @@
-"""`make run` (the README's main command) parses and its calibrated parameters load."""
+"""`make run` (the README's main command) parses, runs the setting chosen on the recorded pool's
+dev half (benchmarks/data/embedded-default.json), and only on questions that choice was not
+tuned on."""
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
-from optscale.calibrate import read_params
 from optscale.cli import build_parser
+from optscale.datasets import load_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,9 +26,25 @@ def _run_recipe() -> list[str]:
     return argv[argv.index("optscale") + 1 :]
 
 
-def test_make_run_is_an_embedded_solve_with_valid_options() -> None:
+def test_make_run_is_the_embedded_solve_chosen_on_dev() -> None:
     argv = _run_recipe()
     args = build_parser().parse_args(argv)
-    assert argv[0] == "solve" and args.generator == "llamacpp" and args.policy == "optscale0"
-    params = read_params(ROOT / args.params)
-    assert 0 < params["alpha"] < 1 and 0 < params["s_min"] < 1
+    doc = json.loads((ROOT / "benchmarks/data/embedded-default.json").read_text())
+    choice = doc["choice"]
+    assert argv[0] == "solve"
+    assert args.generator == "llamacpp" and args.verifier == "confidence"
+    assert (args.policy, args.n_max, args.aggregation) == (
+        choice["policy"],
+        choice["n_max"],
+        choice["aggregation"],
+    )
+    if choice["alpha"] is not None:
+        assert (args.alpha, args.s_min) == (choice["alpha"], choice["s_min"])
+    assert doc["tuned_on"]["split"].startswith("dev")
+
+
+def test_make_run_answers_questions_the_choice_was_not_tuned_on(shared_datasets: Path) -> None:
+    args = build_parser().parse_args(_run_recipe())
+    doc = json.loads((ROOT / "benchmarks/data/embedded-default.json").read_text())
+    run_ids = {q.id for q in load_dataset("gsm8k", limit=args.limit, offset=args.offset)}
+    assert run_ids and not run_ids & set(doc["tuned_on"]["question_ids"])

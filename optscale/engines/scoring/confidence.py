@@ -1,7 +1,8 @@
 """The generator's own token confidence as a score in [0, 1]: the CPU default verifier.
 
 Step score = exp(mean token log-prob of the step) (the geometric-mean token probability);
-the completion's score = mean of its step scores, as the paper aggregates PRM step rewards.
+the completion's score = an aggregation of its step scores: ``mean`` (the default, as the paper
+aggregates PRM step rewards), ``min``, ``last`` or ``product``.
 A sample without log-probs cannot be scored and gets a clear error. Free: no second model.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from optscale.aggregate import aggregate, check_aggregation
 from optscale.errors import InvalidArgumentError
 from optscale.types import GeneratedSample, ScoredSample
 
@@ -17,6 +19,9 @@ from optscale.types import GeneratedSample, ScoredSample
 class Backend:
     name = "confidence"
     model_name = "token-confidence"
+
+    def __init__(self, aggregation: str = "mean") -> None:
+        self.aggregation = check_aggregation(aggregation)
 
     def score_one(self, sample: GeneratedSample) -> ScoredSample:
         steps = sample.step_logprobs or (
@@ -30,7 +35,7 @@ class Backend:
             if not (math.isfinite(lp) and lp <= 0.0):
                 raise InvalidArgumentError("step_logprobs", lp, "must be finite and <= 0")
         step_scores = tuple(math.exp(lp) for lp in steps)
-        score = min(1.0, max(0.0, math.fsum(step_scores) / len(step_scores)))
+        score = aggregate(self.aggregation, step_scores)
         return ScoredSample(sample, score, step_scores)
 
     async def score_batch(self, items: Sequence[tuple[str, GeneratedSample]]) -> list[ScoredSample]:

@@ -21,22 +21,16 @@ to that boundary with a small randomly initialised token-classification model.
 from __future__ import annotations
 
 import asyncio
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from optscale.aggregate import aggregate, check_aggregation
 from optscale.errors import InvalidArgumentError
 from optscale.types import GeneratedSample, ScoredSample
 
 SEPARATOR = "<extra_0>"
 SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
-AGGREGATIONS: dict[str, Callable[[Sequence[float]], float]] = {
-    "mean": lambda xs: math.fsum(xs) / len(xs),
-    "min": min,
-    "last": lambda xs: xs[-1],
-    "product": math.prod,
-}
 
 
 def split_steps(text: str) -> list[str]:
@@ -81,9 +75,7 @@ class Backend:
         device: str | None = None,
         loaded: tuple[Any, Any] | None = None,  # (model, tokenizer), already loaded
     ) -> None:
-        if aggregation not in AGGREGATIONS:
-            raise InvalidArgumentError("aggregation", aggregation, f"one of {sorted(AGGREGATIONS)}")
-        self.aggregation = aggregation
+        self.aggregation = check_aggregation(aggregation)
         self.max_length = max_length
         self.batch_size = batch_size
         self.model_name = model
@@ -164,8 +156,7 @@ class Backend:
                         "text", items[i][1][:80], f"{len(seps)} separators read, {n} expected"
                     )
                 rewards[i].extend(seps[-n:])
-        agg = AGGREGATIONS[self.aggregation]
-        return [(min(1.0, max(0.0, agg(r))), r) for r in rewards]
+        return [(aggregate(self.aggregation, r), r) for r in rewards]
 
     # -- verifier interface ---------------------------------------------------------------
     async def score_batch(self, items: Sequence[tuple[str, GeneratedSample]]) -> list[ScoredSample]:

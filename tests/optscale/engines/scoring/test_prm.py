@@ -12,8 +12,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from optscale.aggregate import AGGREGATIONS
 from optscale.engines.scoring.prm import (
-    AGGREGATIONS,
     SEPARATOR,
     Backend,
     plan_windows,
