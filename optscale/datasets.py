@@ -45,6 +45,12 @@ def load_questions_jsonl(
     """Questions from a JSONL file with ``id``/``question`` (or ``problem``) and ``answer``.
 
     ``answer`` may be missing (questions to solve, not to grade). Errors name ``path:line``.
+
+    GSM8K-style references are detected per question: an ``answer`` holding ``####`` (the
+    original GSM8K form, ``"<solution>\n#### 1,234"``) becomes the text after the last ``####``
+    without commas (``"1234"``, as in ``gsm8k_test.jsonl``), and, unless ``dataset`` is given,
+    the question's ``dataset`` becomes ``"gsm8k"`` so the solver extracts and grades its answers
+    as for ``--dataset gsm8k``. Other questions get ``dataset`` or the file's stem.
     """
     if limit is not None and (isinstance(limit, bool) or limit < 0):
         raise InvalidArgumentError("limit", limit, "must be >= 0")
@@ -81,9 +87,14 @@ def load_questions_jsonl(
             answer = row.get("answer")
             if answer is not None and not isinstance(answer, str | int | float):
                 raise DataError(where, f"'answer' must be a string, got {answer!r}")
-            out.append(
-                Question(qid, text, None if answer is None else str(answer), dataset or p.stem)
-            )
+            ref = None if answer is None else str(answer)
+            style = dataset or p.stem
+            if ref is not None and "####" in ref:
+                ref = ref.rsplit("####", 1)[1].strip().replace(",", "")
+                if not ref:
+                    raise DataError(where, "GSM8K-style 'answer' has nothing after '####'")
+                style = dataset or "gsm8k"
+            out.append(Question(qid, text, ref, style))
     end = None if limit is None else offset + limit
     return out[offset:end]
 

@@ -148,8 +148,12 @@ async def solve_question(
 ) -> tuple[QuestionResult, list[ScoredSample]]:
     """Drive the question's :class:`~optscale.loop.QuestionLoop`: open one generate stream per
     dispatch, score each finished sample at once and feed it to the loop; on stop, cancel the
-    streams (aborting the unfinished samples). Returns the result and every scored sample."""
+    streams (aborting the unfinished samples). Returns the result and every scored sample.
+
+    A sample the generator gave no answer is read with :func:`~optscale.grading.extract_answer`
+    in the style of ``dataset``, else of ``question.dataset`` (``gsm8k``: ``#### 42``, ...)."""
     t0 = time.perf_counter()
+    style = dataset or question.dataset or "math"
     prompt = build_prompt(question)
     loop = QuestionLoop.start(question.id, policy, seed=params.seed)
     finished: asyncio.Queue[GeneratedSample | None] = asyncio.Queue()  # None: a failed sample
@@ -189,7 +193,7 @@ async def solve_question(
             else:
                 sample = item
                 if sample.answer is None:
-                    sample = replace(sample, answer=extract_answer(sample.text, dataset or "math"))
+                    sample = replace(sample, answer=extract_answer(sample.text, style))
                 sc = (await verifier.score(prompt, [sample]))[0]
                 scored.append(sc)
                 by_id[sc.sample_id] = sc

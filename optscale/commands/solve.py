@@ -201,7 +201,6 @@ def run(args: argparse.Namespace) -> int:
     params = sampling_params(args)
     gen, ver, model_name = build_backends(args)
     out.parent.mkdir(parents=True, exist_ok=True)
-    dataset = args.dataset or "math"
     print(
         f"{len(questions)} questions, policy={args.policy} N_max={args.n_max} "
         f"alpha={make.alpha} s_min={make.s_min}, generator={args.generator} ({model_name}), "
@@ -249,8 +248,7 @@ def run(args: argparse.Namespace) -> int:
                     gen,
                     ver,
                     params,
-                    n_max=args.n_max,
-                    dataset=dataset,
+                    n_max=args.n_max,  # answers read per question.dataset (gsm8k, ...)
                     on_result=on_result,
                     on_sample=on_sample,
                 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,19 @@ def test_questions_file_and_bad_lines(tmp_path: Path) -> None:
             load_questions_jsonl(f)
     with pytest.raises(DataError, match="cannot open"):
         load_questions_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_gsm8k_style_answers_are_detected_per_question(tmp_path: Path) -> None:
+    f = tmp_path / "mine.jsonl"
+    gsm = "1,000 + 234 = <<1000+234=1234>>1,234\n#### 1,234"
+    f.write_text(
+        json.dumps({"id": "g", "question": "x", "answer": gsm}) + "\n"
+        + json.dumps({"id": "m", "question": "y", "answer": "(1,234)"}) + "\n"
+    )
+    g, m = load_questions_jsonl(f)
+    assert (g.answer, g.dataset) == ("1234", "gsm8k")
+    assert (m.answer, m.dataset) == ("(1,234)", "mine")
+    assert load_questions_jsonl(f, dataset="other")[0].dataset == "other"
+    f.write_text('{"id": "g", "question": "x", "answer": "no answer ####  "}\n')
+    with pytest.raises(DataError, match=r"mine\.jsonl:1: GSM8K-style"):
+        load_questions_jsonl(f)
