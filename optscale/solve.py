@@ -21,11 +21,14 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+from optscale.errors import DataError
 from optscale.grading import extract_answer, is_correct
 from optscale.loop import Dispatch, QuestionLoop, Stop
 from optscale.policies import Observation, Policy
+from optscale.pool_io import iter_json_lines
 from optscale.ports import GenerateRequest, GeneratorClient, VerifierClient
 from optscale.types import GeneratedSample, Question, SamplingParams, ScoredSample
 
@@ -35,6 +38,7 @@ __all__ = [
     "RunStats",
     "build_prompt",
     "pool_records",
+    "read_result_ids",
     "solve_all",
     "solve_question",
 ]
@@ -233,6 +237,25 @@ async def solve_question(
         n_max=policy.n_max,
     )
     return result, scored
+
+
+def read_result_ids(path: str | Path) -> set[str]:
+    """The question ids in a results file (``QuestionResult`` rows, one a line), to resume it.
+
+    A line that is not a JSON object with a string ``id`` is a :class:`DataError` naming
+    ``path:line`` (the file is only read). A missing file has no ids.
+    """
+    p = Path(path)
+    if not p.exists():
+        return set()
+    done: set[str] = set()
+    for where, row in iter_json_lines(p):
+        qid = row.get("id") if isinstance(row, dict) else None
+        if not isinstance(qid, str):
+            got = "no string 'id'" if isinstance(row, dict) else "not a JSON object"
+            raise DataError(where, f"not a result row ({got})")
+        done.add(qid)
+    return done
 
 
 def pool_records(

@@ -75,15 +75,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def load_questions(args: argparse.Namespace) -> list[Any]:
     from optscale.errors import InvalidArgumentError
 
+    for flag, value in (("--limit", args.limit), ("--offset", args.offset)):
+        if value is not None and value < 0:
+            raise InvalidArgumentError(flag, value, "must be >= 0")
     path = args.questions or getattr(args, "questions_opt", None)
     if path and args.dataset:
         raise InvalidArgumentError("questions", path, "give a file or --dataset, not both")
     if path:
         from optscale.datasets import load_questions_jsonl
 
-        qs = list(load_questions_jsonl(path))
-        qs = qs[args.offset :]
-        return qs[: args.limit] if args.limit is not None else qs
+        return list(load_questions_jsonl(path, limit=args.limit, offset=args.offset))
     if args.dataset:
         from optscale.datasets import load_dataset
 
@@ -181,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
 
     from optscale.errors import InvalidArgumentError
     from optscale.pools import PoolWriter
-    from optscale.solve import pool_records, solve_all
+    from optscale.solve import pool_records, read_result_ids, solve_all
 
     if args.n_max < 1:
         raise InvalidArgumentError("n_max", args.n_max, "must be >= 1")
@@ -192,8 +193,8 @@ def run(args: argparse.Namespace) -> int:
         done: set[str] = set()
         if writer is not None:
             done = writer.recorded_ids()
-        elif out.exists():
-            done = {json.loads(line)["id"] for line in out.open() if line.strip()}
+        else:
+            done = read_result_ids(out)  # a bad line is a DataError; the file is left as is
         before = len(questions)
         questions = [q for q in questions if q.id not in done]
         print(f"resume: {before - len(questions)} questions already done", file=sys.stderr)
