@@ -104,21 +104,12 @@ class RunStats:
         return self.tokens / self.samples if self.samples else 0.0
 
     @property
-    def bon_tokens_estimate(self) -> float:
-        """What BoN at N_max would have spent: N_max x mean tokens per sample x questions."""
-        return self.n_max * self.mean_tokens_per_sample * self.questions
-
-    @property
-    def tokens_saved(self) -> float:
-        return max(0.0, self.bon_tokens_estimate - self.tokens)
+    def equal_token_k(self) -> float:
+        """The fixed N whose best-of-N would have cost the same tokens: samples per question."""
+        return self.samples / self.questions if self.questions else 0.0
 
     def summary(self) -> str:
         acc = f"{100 * self.correct / self.graded:.1f}%" if self.graded else "n/a"
-        saved = (
-            f"{100 * self.tokens_saved / self.bon_tokens_estimate:.0f}%"
-            if self.bon_tokens_estimate
-            else "n/a"
-        )
         rows = [
             ("questions", f"{self.questions}"),
             ("accuracy", f"{acc} ({self.correct}/{self.graded} graded)"),
@@ -130,9 +121,14 @@ class RunStats:
             ("samples cancelled / failed", f"{self.cancelled} / {self.failed}"),
             (
                 "completion tokens",
-                f"{self.tokens} ({self.tokens / max(1, self.questions):.0f}/question)",
+                f"{self.tokens} ({self.tokens / max(1, self.questions):.0f}/question; completed "
+                "samples, not the part of a cancelled one already decoded)",
             ),
-            ("tokens saved vs BoN@N_max (est.)", f"{self.tokens_saved:.0f} ({saved})"),
+            (
+                "same tokens as",
+                f"best-of-{self.equal_token_k:.1f} (is this better than a fixed N? `optscale "
+                "replay` on a recorded pool places it against the BoN curve)",
+            ),
             ("wall time", f"{self.seconds:.1f} s"),
             ("tokens / s", f"{self.tokens / self.seconds:.1f}" if self.seconds else "n/a"),
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
 
 from optscale.policies import DEFAULT_ALPHA, DEFAULT_S_MIN
@@ -37,6 +38,12 @@ def add_common(parser: argparse.ArgumentParser, *, policy: bool = True) -> None:
         help="model spec (default: the packaged default model of the backend)",
     )
     gen.add_argument("--verifier", default="confidence", choices=["confidence", "sim", "prm"])
+    gen.add_argument(
+        "--aggregation",
+        default="mean",
+        choices=["mean", "min", "last", "product"],
+        help="step scores -> sample score (confidence, prm; default mean)",
+    )
     gen.add_argument("--max-tokens", type=int, default=512)
     gen.add_argument("--temperature", type=float, default=0.7)
     gen.add_argument("--top-p", type=float, default=0.95)
@@ -53,6 +60,11 @@ def add_common(parser: argparse.ArgumentParser, *, policy: bool = True) -> None:
         pol.add_argument("--alpha", type=float, default=None, help=f"default {DEFAULT_ALPHA}")
         pol.add_argument("--s-min", type=float, default=None, help=f"default {DEFAULT_S_MIN}")
         pol.add_argument("--params", help="alpha/s_min from `optscale calibrate`")
+        pol.add_argument(
+            "--allow-overlap",
+            action="store_true",
+            help="run --params even on questions they were tuned on (printed)",
+        )
         pol.add_argument(
             "--priors",
             help="OptScale^t priors: JSON {question_id: [mu, sigma]}, or 'predictor[:DIR]'",
@@ -99,20 +111,29 @@ def build_backends(args: argparse.Namespace) -> tuple[Any, Any, str]:
     if args.n_threads is not None:
         opts["n_threads"] = args.n_threads
     gen = make_generator(args.generator, **opts)
-    ver = make_verifier(args.verifier)
+    ver = make_verifier(args.verifier, aggregation=args.aggregation)  # ignored by sim
     model_name = str(getattr(gen.backend, "model_name", None) or args.model or args.generator)
     return gen, ver, model_name
 
 
-def policy_factory(args: argparse.Namespace, name: str, n_max: int) -> Any:
-    from optscale.calibrate import read_params
+def policy_factory(
+    args: argparse.Namespace, name: str, n_max: int, question_ids: Sequence[str] = ()
+) -> Any:
+    """The policy for each question. ``--params`` must have been tuned at this N_max and on
+    none of ``question_ids`` (unless ``--allow-overlap``, which is printed)."""
     from optscale.errors import InvalidArgumentError
+    from optscale.params import check_n_max, check_overlap, read_params
     from optscale.policies import make_policy
 
     alpha, s_min = DEFAULT_ALPHA, DEFAULT_S_MIN
     if getattr(args, "params", None):
         p = read_params(args.params)
-        alpha, s_min = p["alpha"], p["s_min"]
+        check_n_max(p, n_max)
+        allow = bool(getattr(args, "allow_overlap", False))
+        warning = check_overlap(p, question_ids, allow_overlap=allow)
+        if warning:
+            print(warning)
+        alpha, s_min = p.alpha, p.s_min
     if getattr(args, "alpha", None) is not None:
         alpha = args.alpha
     if getattr(args, "s_min", None) is not None:
@@ -198,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
         before = len(questions)
         questions = [q for q in questions if q.id not in done]
         print(f"resume: {before - len(questions)} questions already done", file=sys.stderr)
-    make = policy_factory(args, args.policy, args.n_max)
+    make = policy_factory(args, args.policy, args.n_max, [q.id for q in questions])
     params = sampling_params(args)
     gen, ver, model_name = build_backends(args)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -230,13 +251,11 @@ def run(args: argparse.Namespace) -> int:
                         q, scored, dataset=args.dataset, model=model_name, verifier=args.verifier
                     )
                 )
-            per = counters["tokens"] / max(1, counters["samples"])
             stats_ref["n"] = stats_ref.get("n", 0) + 1
-            saved = args.n_max * per * stats_ref["n"] - counters["tokens"]
             bar.set_postfix(
                 samples=counters["samples"],
                 tokens=counters["tokens"],
-                saved=f"{max(0.0, saved):.0f}",
+                per_q=f"{counters['samples'] / stats_ref['n']:.1f}",
                 refresh=False,
             )
             bar.update(1)
