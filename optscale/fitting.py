@@ -4,6 +4,8 @@ Fits are bounded (:class:`Bounds`): the unbounded MLE of a question whose scores
 runs ``mu`` off to 30-50 (the reference implementation's failure); ours stays in the box.
 All-equal scores drive sigma to ``bounds.sigma_lo`` (the likelihood grows without limit as sigma
 shrinks); with no scores the MLE is the (clipped) start and the MAP the (clipped) prior mean.
+The MLE's objective has one local maximum in the box; the MAP's can have several, so
+:func:`fit_map` starts the ascent from several points and keeps the highest end point.
 
 The optimizer is a projected Newton method with backtracking on analytic derivatives. The
 Hessian comes from the exponential-family form: with natural parameters
@@ -17,6 +19,7 @@ score.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -261,16 +264,89 @@ def fit_map(
     bounds: Bounds = Bounds(),
     init: tuple[float, float] | None = None,
 ) -> Fit:
-    """Bounded MAP (mu, sigma) with independent Gaussian priors; ``loglik`` is the log-posterior
-    (up to a constant). With no scores it returns the prior mean, clipped to the bounds.
+    """Bounded MAP (mu, sigma) with independent Gaussian priors: the global mode of the
+    log-posterior in the box; ``loglik`` is the log-posterior (up to a constant). With no scores
+    it returns the prior mean, clipped to the bounds; with ``init`` only that start is tried.
 
-    The posterior can have two modes (few scores: a spike at sigma -> 0 around them, and one
-    near the prior), so without ``init`` both the data and the prior start are tried."""
+    Unlike the likelihood (concave in the natural parameters, and the box is convex there, so
+    every local maximum is global), the posterior can have several modes: a prior that
+    conflicts with few scores gives a spike at small sigma around the scores and a broad mode
+    between them and the prior, and a Newton step from one start may land in the lower one.
+    So the local ascent starts from the data (sample mean and std), the prior mean and the
+    highest local maxima of the log-posterior on a coarse grid over the box (:data:`GRID_MU` x
+    :data:`GRID_SIGMA`, log-spaced in sigma), and the highest end point wins. About twice the
+    cost of one ascent per start; the MLE needs one start."""
     if init is not None or st.n == 0:
         return _maximize(st, prior, bounds, init)
-    from_data = _maximize(st, prior, bounds, None)
-    from_prior = _maximize(st, prior, bounds, (prior.mu_bar, prior.sigma_bar))
-    return from_prior if from_prior.loglik > from_data.loglik else from_data
+    best: Fit | None = None
+    for start in _starts(st, prior, bounds):
+        fit = _maximize(st, prior, bounds, start)
+        if best is None or fit.loglik > best.loglik:
+            best = fit
+    assert best is not None
+    return best
+
+
+GRID_MU = 13
+GRID_SIGMA = 12
+GRID_PEAKS = 3
+
+
+def _starts(st: SuffStats, prior: GaussianPrior, bounds: Bounds) -> list[tuple[float, float]]:
+    """Distinct starting points for :func:`fit_map`: data, prior mean, grid peaks."""
+    out: list[tuple[float, float]] = []
+    for p in ((st.mean, st.std), (prior.mu_bar, prior.sigma_bar), *_grid_peaks(st, prior, bounds)):
+        c = bounds.clip(*p)
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def _grid_peaks(st: SuffStats, prior: GaussianPrior, bounds: Bounds) -> list[tuple[float, float]]:
+    """The :data:`GRID_PEAKS` highest local maxima (no higher among the 8 neighbours) of the
+    log-posterior on the coarse grid: one start in every basin wide enough to hold a peak."""
+    n, s1, s2 = st.n, st.s1, st.s2
+    mb, sb = prior.mu_bar, prior.sigma_bar
+    wm, ws = 0.5 / (prior.tau_mu * prior.tau_mu), 0.5 / (prior.tau_sigma * prior.tau_sigma)
+    mus, rows = _grid(bounds)
+    prior_mu = [(mu - mb) * (mu - mb) * wm for mu in mus]
+    data_mu = [(s2 - 2.0 * mu * s1 + n * mu * mu) for mu in mus]
+    f = [
+        [
+            -n * c - q * w - pm - (sigma - sb) * (sigma - sb) * ws
+            for c, q, pm in zip(cs, data_mu, prior_mu, strict=True)
+        ]
+        for sigma, w, cs in rows
+    ]
+    peaks = []
+    last = len(mus) - 1
+    for j, row in enumerate(f):
+        near = f[max(j - 1, 0) : j + 2]
+        for i, v in enumerate(row):
+            if (i > 0 and row[i - 1] > v) or (i < last and row[i + 1] > v):
+                continue  # not a peak along mu: the common case, decided cheaply
+            lo, hi = max(i - 1, 0), i + 2
+            if all(v >= max(r[lo:hi]) for r in near):
+                peaks.append((v, mus[i], rows[j][0]))
+    peaks.sort(reverse=True)
+    return [(mu, sigma) for _, mu, sigma in peaks[:GRID_PEAKS]]
+
+
+@functools.lru_cache(maxsize=16)
+def _grid(
+    bounds: Bounds,
+) -> tuple[tuple[float, ...], tuple[tuple[float, float, tuple[float, ...]], ...]]:
+    """The coarse grid: mu values, and per sigma (log-spaced) ``(sigma, 1 / (2 sigma^2), c)``
+    with ``c[i] = log sigma + log sqrt(2 pi) + log Z(mu_i, sigma)``, the data-independent
+    per-score part of the negative log-likelihood."""
+    span, r = bounds.mu_hi - bounds.mu_lo, math.log(bounds.sigma_hi / bounds.sigma_lo)
+    mus = tuple(bounds.mu_lo + span * (i + 0.5) / GRID_MU for i in range(GRID_MU))
+    rows = []
+    for j in range(GRID_SIGMA):
+        sigma = bounds.sigma_lo * math.exp(r * (j + 0.5) / GRID_SIGMA)
+        c = math.log(sigma) + _LOG_SQRT_2PI
+        rows.append((sigma, 0.5 / (sigma * sigma), tuple(c + _moments(m, sigma)[0] for m in mus)))
+    return mus, tuple(rows)
 
 
 def moment_match(mean: float, std: float, bounds: Bounds = Bounds()) -> tuple[float, float]:
