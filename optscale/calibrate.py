@@ -1,11 +1,15 @@
-"""Choose alpha / s_min on a *dev* pool by what stopping gains over the best fixed N.
+"""Choose a stopping rule's parameters on a *dev* pool by what it gains over the best fixed N.
 
-Rule (documented, deterministic): replay OptScale^0 on the dev pool at N_max for every
-(alpha, s_min) of the grid, with BoN(k) for every k <= N_max on the same orders
+What is tuned: OptScale^0's (alpha, s_min) grid; for ``bayes`` and ``hybrid``
+(:mod:`optscale.bayes`) P(correct | score) is fitted on the dev samples and the price per token
+(and, for the hybrid, the selection: best score or weighted vote) is the grid.
+
+Rule (documented, deterministic): replay the policy on the dev pool at N_max for every grid
+point, with BoN(k) for every k <= N_max on the same orders
 (:mod:`optscale.bon_curve`). Each grid point's served tokens (completed + cut at the stop,
 :mod:`optscale.episode`) and accuracy get a *gain*: accuracy minus the best fixed N's accuracy
 at the same tokens. The chosen point has the largest gain (ties: smaller token ratio at equal
-accuracy, fewer tokens, larger alpha, larger s_min).
+accuracy, fewer tokens, grid order).
 
 Stopping is *useful* only if the chosen point's gain is above ``min_gain`` and it waits past
 its first batch on some questions; otherwise the scorer makes stopping pointless here (the
@@ -26,12 +30,14 @@ from typing import Any
 from optscale.episode import FinishModel
 from optscale.errors import DataError, InvalidArgumentError
 from optscale.params import Params, pool_sha256, read_params
+from optscale.policies import DEFAULT_ALPHA, DEFAULT_S_MIN
 from optscale.pools import Pool
 from optscale.replay import ReplayConfig, replay
 
 __all__ = [
     "ALPHA_GRID",
     "CALIBRATABLE",
+    "PRICE_GRID",
     "S_MIN_GRID",
     "Calibration",
     "GridPoint",
@@ -44,7 +50,8 @@ __all__ = [
 
 ALPHA_GRID: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 S_MIN_GRID: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
-CALIBRATABLE = ("optscale0",)  # policies whose alpha / s_min this tunes
+PRICE_GRID: tuple[float, ...] = (1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4)
+CALIBRATABLE = ("optscale0", "bayes", "hybrid")  # policies with parameters this tunes
 RULE = (
     "largest accuracy gain over the BoN curve (every k <= N_max, same orders) at equal served "
     "tokens; useful only if the gain > min_gain and the rule waits past its first batch"
@@ -61,6 +68,7 @@ class GridPoint:
     gain: float
     ratio: float | None
     single_wave: float  # fraction of episodes that never waited past the first batch
+    params: dict[str, Any] = field(default_factory=dict)  # the point's further options (JSON)
 
 
 @dataclass(slots=True)
@@ -84,6 +92,8 @@ class Calibration:
     finish: FinishModel
     curve: list[tuple[int, float, float]] = field(default_factory=list)
     grid: list[GridPoint] = field(default_factory=list)
+    policy_params: dict[str, Any] = field(default_factory=dict)
+    setting: str = ""  # the chosen point, for people
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +101,7 @@ class Calibration:
             "n_max": self.n_max,
             "alpha": self.alpha,
             "s_min": self.s_min,
+            "policy_params": self.policy_params,
             "rule": RULE,
             "useful": self.useful,
             "verdict": self.verdict,
@@ -122,6 +133,7 @@ class Calibration:
                     "gain": g.gain,
                     "token_ratio": g.ratio,
                     "single_wave": g.single_wave,
+                    **g.params,
                 }
                 for g in self.grid
             ],
@@ -139,15 +151,51 @@ def choose(points: Sequence[GridPoint]) -> GridPoint:
     return min(points, key=key)
 
 
+def _json(kw: dict[str, Any]) -> dict[str, Any]:
+    out = dict(kw)
+    pc = out.get("p_correct")
+    if pc is not None and not isinstance(pc, dict):
+        out["p_correct"] = {"a": pc.a, "b": pc.b}
+    return out
+
+
+def _grid_points(
+    policy: str,
+    dev: Pool,
+    alphas: Sequence[float],
+    s_mins: Sequence[float],
+    prices: Sequence[float],
+) -> list[dict[str, Any]]:
+    """Every grid point's policy options."""
+    if policy == "optscale0":
+        return [{"alpha": a, "s_min": s} for a in alphas for s in s_mins]
+    from optscale.bayes import CorrectnessModel
+
+    samples = [s for q in dev.questions for s in q.samples]
+    pc = CorrectnessModel.fit([s.score for s in samples], [s.correct for s in samples])
+    points: list[dict[str, Any]] = [{"price": p, "p_correct": pc} for p in prices]
+    if policy == "hybrid":
+        points = [{**p, "select": sel} for p in points for sel in ("best", "vote")]
+    return points
+
+
+def describe(g: GridPoint) -> str:
+    return ", ".join(
+        [f"alpha={g.alpha}", f"s_min={g.s_min}"]
+        if not g.params
+        else [f"{k}={v}" for k, v in g.params.items() if k != "p_correct"]
+    )
+
+
 def _verdict(best: GridPoint, min_gain: float) -> tuple[bool, str]:
     if best.single_wave >= 1.0:
         return False, (
-            f"alpha={best.alpha} s_min={best.s_min} never waits past its first batch: it is a "
+            f"{describe(best)} never waits past its first batch: it is a "
             "smaller fixed N under another name, so stopping adds nothing with this scorer"
         )
     if best.gain <= min_gain:
         return False, (
-            f"no (alpha, s_min) beats the BoN curve: the best gains {100 * best.gain:+.1f} "
+            f"no setting beats the BoN curve: the best gains {100 * best.gain:+.1f} "
             "points at equal tokens; use the best fixed N (or majority vote) with this scorer"
         )
     ratio = "beyond the curve" if best.ratio is None else f"{best.ratio:.2f}x the tokens"
@@ -164,6 +212,7 @@ def calibrate(
     n_max: int | None = None,
     alphas: Sequence[float] = ALPHA_GRID,
     s_mins: Sequence[float] = S_MIN_GRID,
+    prices: Sequence[float] = PRICE_GRID,
     min_gain: float = 0.0,
     orders: int = 20,
     seed: int = 0,
@@ -179,8 +228,10 @@ def calibrate(
         raise DataError(dev.name, "dev pool is empty")
     if orders < 1:
         raise InvalidArgumentError("orders", orders, "must be >= 1")
-    if not alphas or not s_mins:
-        raise InvalidArgumentError("grid", (alphas, s_mins), "needs at least one alpha and s_min")
+    if not alphas or not s_mins or not prices:
+        raise InvalidArgumentError(
+            "grid", (alphas, s_mins, prices), "needs at least one value each"
+        )
     n = n_max or dev.min_samples
     if n < 1 or n > dev.min_samples:
         raise InvalidArgumentError(
@@ -188,35 +239,38 @@ def calibrate(
         )
     points: list[GridPoint] = []
     curve: list[tuple[int, float, float]] = []
-    for a in alphas:
-        for s in s_mins:
-            cfg = ReplayConfig(
-                policies=(policy,),
-                n_max=(n,),
-                orders=orders,
-                seed=seed,
-                alpha=a,
-                s_min=s,
-                finish=finish,
+    for kw in _grid_points(policy, dev, alphas, s_mins, prices):
+        a, s = float(kw.get("alpha", DEFAULT_ALPHA)), float(kw.get("s_min", DEFAULT_S_MIN))
+        rest = {k: v for k, v in kw.items() if k not in ("alpha", "s_min")}
+        cfg = ReplayConfig(
+            policies=(policy,),
+            n_max=(n,),
+            orders=orders,
+            seed=seed,
+            alpha=a,
+            s_min=s,
+            policy_kwargs=rest,
+            finish=finish,
+        )
+        r = replay(dev, cfg)
+        c, st = r.cell(policy, n), r.standing(policy, n)
+        assert st is not None and r.curve is not None
+        curve = r.curve.points()
+        points.append(
+            GridPoint(
+                a,
+                s,
+                c.accuracy,
+                c.served_tokens_per_question,
+                c.samples_per_question,
+                st.gain,
+                st.ratio,
+                c.single_wave_fraction,
+                _json(rest),
             )
-            r = replay(dev, cfg)
-            c, st = r.cell(policy, n), r.standing(policy, n)
-            assert st is not None and r.curve is not None
-            curve = r.curve.points()
-            points.append(
-                GridPoint(
-                    a,
-                    s,
-                    c.accuracy,
-                    c.served_tokens_per_question,
-                    c.samples_per_question,
-                    st.gain,
-                    st.ratio,
-                    c.single_wave_fraction,
-                )
-            )
-            if progress is not None:
-                progress(1)
+        )
+        if progress is not None:
+            progress(1)
     best = choose(points)
     useful, verdict = _verdict(best, min_gain)
     return Calibration(
@@ -239,6 +293,8 @@ def calibrate(
         finish=finish,
         curve=curve,
         grid=points,
+        policy_params=best.params,
+        setting=describe(best),
     )
 
 

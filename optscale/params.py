@@ -47,6 +47,19 @@ class Params:
     pool_sha256: str
     split: str
     question_ids: frozenset[str]
+    policy_params: tuple[tuple[str, Any], ...] = ()  # further tuned options (JSON form)
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        """Options for :func:`optscale.policies.make_policy` (alpha / s_min included)."""
+        kw: dict[str, Any] = {"alpha": self.alpha, "s_min": self.s_min}
+        for k, v in self.policy_params:
+            if k == "p_correct":
+                from optscale.bayes import CorrectnessModel
+
+                kw[k] = CorrectnessModel(float(v["a"]), float(v["b"]))
+            else:
+                kw[k] = v
+        return kw
 
 
 def _num(data: dict[str, Any], key: str, where: str) -> float:
@@ -67,6 +80,9 @@ def read_params(path: str | Path) -> Params:
     if not isinstance(data, dict):
         raise DataError(str(p), "a params file is a JSON object")
     alpha, s_min = _num(data, "alpha", str(p)), _num(data, "s_min", str(p))
+    extra = data.get("policy_params") or {}
+    if not isinstance(extra, dict):
+        raise DataError(str(p), "policy_params must be a JSON object")
     tuned = data.get("tuned_on")
     if not isinstance(tuned, dict) or not isinstance(tuned.get("question_ids"), list):
         raise DataError(
@@ -86,6 +102,7 @@ def read_params(path: str | Path) -> Params:
         pool_sha256=str(tuned.get("pool_sha256", "")),
         split=str(tuned.get("split", "")),
         question_ids=frozenset(str(q) for q in tuned["question_ids"]),
+        policy_params=tuple(sorted(extra.items())),
     )
 
 

@@ -27,7 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "then can never be evaluated with these params",
     )
     parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--policy", default="optscale0", help="only optscale0 has alpha / s_min")
+    parser.add_argument(
+        "--policy",
+        default="optscale0",
+        choices=["optscale0", "bayes", "hybrid"],
+        help="optscale0: alpha x s_min grid; bayes, hybrid: price grid (P(correct | score) fitted "
+        "on the dev samples)",
+    )
     parser.add_argument(
         "--n-max",
         type=int,
@@ -36,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--alphas", default="0.5,0.7,0.8,0.9,0.95,0.99")
     parser.add_argument("--s-mins", default="0.5,0.6,0.7,0.8,0.85,0.9,0.95,0.98")
+    parser.add_argument("--prices", default="1e-6,3e-6,1e-5,3e-5,1e-4,3e-4")
     parser.add_argument(
         "--min-gain",
         type=float,
@@ -69,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
         pool, _ = split_pool(pool, seed=args.split_seed)
     print(pool.summary(), file=sys.stderr)
     alphas, s_mins = _floats("alphas", args.alphas), _floats("s_mins", args.s_mins)
+    prices = _floats("prices", args.prices)
+    total = {"optscale0": len(alphas) * len(s_mins), "hybrid": 2 * len(prices)}
     with tqdm(
-        total=len(alphas) * len(s_mins), desc="calibrate", file=sys.stderr, leave=False
+        total=total.get(args.policy, len(prices)), desc="calibrate", file=sys.stderr, leave=False
     ) as bar:
         cal = calibrate(
             pool,
@@ -78,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             n_max=args.n_max,
             alphas=alphas,
             s_mins=s_mins,
+            prices=prices,
             min_gain=args.min_gain,
             orders=args.orders,
             seed=args.seed,
@@ -89,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     print("BoN(k): " + ", ".join(f"k={k} {100 * a:.1f}% {t:.0f} tok" for k, t, a in cal.curve))
     ratio = ">curve" if cal.ratio is None else f"{cal.ratio:.2f}x"
     print(
-        f"best {cal.policy}: alpha={cal.alpha} s_min={cal.s_min} -> accuracy "
+        f"best {cal.policy}: {cal.setting} -> accuracy "
         f"{100 * cal.accuracy:.1f}%, {cal.tokens:.0f} served tokens/question; "
         f"{100 * cal.gain:+.1f} points vs the BoN curve at equal tokens, {ratio} its tokens at "
         "equal accuracy"

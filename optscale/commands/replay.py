@@ -89,8 +89,10 @@ def run(args: argparse.Namespace) -> int:
 
     alpha, s_min = DEFAULT_ALPHA, DEFAULT_S_MIN
     params = read_params(args.params) if args.params else None
+    tuned: dict[str, object] = {}
     if params is not None:
         alpha, s_min = params.alpha, params.s_min
+        tuned = {k: v for k, v in params.policy_kwargs().items() if k not in ("alpha", "s_min")}
         print(f"parameters from {args.params}: alpha={alpha} s_min={s_min} N_max={params.n_max}")
     if args.alpha is not None:
         alpha = args.alpha
@@ -135,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
             s_min=s_min,
             priors=priors,
             finish=args.finish,
+            policy_kwargs=tuned,
         )
         with tqdm(
             total=len(pool.questions),

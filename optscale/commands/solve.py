@@ -54,7 +54,7 @@ def add_common(parser: argparse.ArgumentParser, *, policy: bool = True) -> None:
         pol.add_argument(
             "--policy",
             default="optscale0",
-            choices=["optscale0", "optscalet", "bon", "sc", "wsc", "esc", "asc"],
+            choices=["optscale0", "optscalet", "bon", "sc", "wsc", "esc", "asc", "bayes", "hybrid"],
         )
         pol.add_argument("--n-max", type=int, default=8)
         pol.add_argument("--alpha", type=float, default=None, help=f"default {DEFAULT_ALPHA}")
@@ -126,6 +126,7 @@ def policy_factory(
     from optscale.policies import make_policy
 
     alpha, s_min = DEFAULT_ALPHA, DEFAULT_S_MIN
+    tuned: dict[str, Any] = {}
     if getattr(args, "params", None):
         p = read_params(args.params)
         check_n_max(p, n_max)
@@ -133,7 +134,10 @@ def policy_factory(
         warning = check_overlap(p, question_ids, allow_overlap=allow)
         if warning:
             print(warning)
-        alpha, s_min = p.alpha, p.s_min
+        if p.policy != name:
+            raise InvalidArgumentError("policy", name, f"{args.params} was tuned for {p.policy}")
+        tuned = p.policy_kwargs()
+        alpha, s_min = tuned.pop("alpha"), tuned.pop("s_min")
     if getattr(args, "alpha", None) is not None:
         alpha = args.alpha
     if getattr(args, "s_min", None) is not None:
@@ -150,7 +154,7 @@ def policy_factory(
             from optscale.replay import load_priors
 
             priors = load_priors(args.priors)
-    shared = None if priors else make_policy(name, n_max=n_max, alpha=alpha, s_min=s_min)
+    shared = None if priors else make_policy(name, n_max=n_max, alpha=alpha, s_min=s_min, **tuned)
 
     def make(q: Any) -> Any:
         if shared is not None:
@@ -161,7 +165,7 @@ def policy_factory(
         ms = priors.get(q) if isinstance(priors, _PredictorPriors) else priors.get(q.id)
         if ms is None:
             raise InvalidArgumentError("priors", args.priors, f"no prior for question {q.id!r}")
-        return make_policy(name, n_max=n_max, alpha=alpha, s_min=s_min, prior=_prior(ms))
+        return make_policy(name, n_max=n_max, alpha=alpha, s_min=s_min, prior=_prior(ms), **tuned)
 
     make.alpha = alpha  # type: ignore[attr-defined]
     make.s_min = s_min  # type: ignore[attr-defined]
