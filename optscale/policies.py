@@ -21,7 +21,8 @@ bon        best-of-N: N_max samples, the highest score wins
 sc         self-consistency: N_max samples, majority vote
 wsc        PRM-weighted vote: N_max samples, the answer with the largest score sum wins
 optscale0  OptScale^0: initial batch ceil(N_max/3), then bounded MLE and N* after every score
-optscalet  OptScale^t: MAP around a predicted prior; N* from the prior before any score
+optscalet  OptScale^t: the same initial batch, then MAP around a predicted prior and N* after
+           every score; ``prior_first=True``: the first dispatch is N* of the prior instead
 esc        early-stopping self-consistency: windows of ``window`` samples, stop when one
            window agrees unanimously (Li et al., 2024)
 asc        adaptive-consistency: one sample at a time, stop when
@@ -32,6 +33,7 @@ oracle     offline only: stop at the first sample whose answer is ``target_answe
 Answers vote by :func:`optscale.grading.normalize_answer`; samples without an answer do not
 vote. Ties: the earliest sample (best score), the answer whose best sample scores higher
 (votes). Failed samples do not count; after ``N_max`` failures every policy stops.
+Stop reasons: ``n_max`` (N_max scores in, N* capped at N_max), ``bound`` (n >= N*, N* < N_max).
 """
 
 from __future__ import annotations
@@ -134,14 +136,10 @@ class QuestionState:
         return max(0, self.n_dispatched - self.n_failed - self.n_scored)
 
     def dispatched(self, k: int) -> QuestionState:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise InvalidArgumentError("k", k, "must be an integer >= 0")
-        return replace(self, n_dispatched=self.n_dispatched + k)
+        return replace(self, n_dispatched=self.n_dispatched + _int_at_least("k", k, 0))
 
     def failed(self, k: int = 1) -> QuestionState:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise InvalidArgumentError("k", k, "must be an integer >= 0")
-        n_failed = self.n_failed + k
+        n_failed = self.n_failed + _int_at_least("k", k, 0)
         return replace(
             self, n_failed=n_failed, n_dispatched=max(self.n_dispatched, n_failed + self.n_scored)
         )
@@ -255,13 +253,16 @@ class FixedN(_Base):
 
 @dataclass(frozen=True, slots=True)
 class OptScale(_Base):
-    """OptScale^0 (``prior is None``: MLE after an initial batch) or OptScale^t (MAP)."""
+    """OptScale^0 (``prior is None``: bounded MLE) or OptScale^t (MAP around ``prior``): after
+    ``initial`` scores, refit after every score and stop once ``n >= N*``. ``prior_first``:
+    with no score yet, keep N* of the prior alive (``initial`` is then 1)."""
 
     alpha: float = DEFAULT_ALPHA
     s_min: float = DEFAULT_S_MIN
     bounds: Bounds = Bounds()  # noqa: RUF009 (immutable)
     prior: GaussianPrior | None = None
     initial: int = 1
+    prior_first: bool = False
 
     def decide(self, state: QuestionState) -> Decision:
         if state.n_failed >= self.n_max:
@@ -270,21 +271,20 @@ class OptScale(_Base):
 
     def step(self, state: QuestionState) -> Decision:
         n = state.n_scored
-        if self.prior is None and n < self.initial:
-            return Decision(False, self.initial, None, "initial batch")
-        if self.prior is not None and n == 0:
-            fit = Fit(self.prior.mu_bar, self.prior.sigma_bar, 0.0, 0, True)
-            mu, sigma = self.bounds.clip(fit.mu, fit.sigma)
+        if self.prior_first and self.prior is not None and n == 0:
+            mu, sigma = self.bounds.clip(self.prior.mu_bar, self.prior.sigma_bar)
             fit = Fit(mu, sigma, 0.0, 0, True)
-        elif self.prior is not None:
+            ns = n_star(self.alpha, self.s_min, mu, sigma, self.n_max)
+            return Decision(False, ns, None, "prior", n_star=ns, fit=fit)
+        if n < self.initial:
+            return Decision(False, self.initial, None, "initial batch")
+        if self.prior is not None:
             fit = fit_map(state.stats, self.prior, self.bounds)
         else:
             fit = fit_mle(state.stats, self.bounds)
         ns = n_star(self.alpha, self.s_min, fit.mu, fit.sigma, self.n_max)
-        if n >= ns:
-            return self._stop(state, "bound", n_star=ns, fit=fit)
-        if n >= self.n_max:
-            return self._stop(state, "n_max", n_star=ns, fit=fit)
+        if n >= ns:  # N* <= N_max, so this holds at n >= N_max too
+            return self._stop(state, "bound" if ns < self.n_max else "n_max", n_star=ns, fit=fit)
         return Decision(False, ns, None, "bound not met", n_star=ns, fit=fit)
 
 
@@ -355,12 +355,15 @@ def make_policy(
     bounds: Bounds | None = None,
     prior: GaussianPrior | None = None,
     initial: int | None = None,
+    prior_first: bool = False,
     window: int = 5,
     threshold: float = 0.95,
     batch: int = 1,
     target_answer: str | None = None,
 ) -> Policy:
-    """Build a policy by name. Options that do not apply to ``name`` are ignored."""
+    """Build a policy by name. Options that do not apply to ``name`` are ignored. ``initial``:
+    OptScale's initial batch (default ceil(N_max/3)); ``prior_first`` (optscalet, without
+    ``initial``): the first dispatch is N* of the prior, the bound is checked from score 1."""
     n_max = _int_at_least("n_max", n_max, 1)
     if name in ("bon", "sc", "wsc"):
         choose = {"bon": choose_best, "sc": choose_majority, "wsc": choose_weighted}[name]
@@ -368,7 +371,11 @@ def make_policy(
     if name in ("optscale0", "optscalet"):
         if name == "optscalet" and prior is None:
             raise InvalidArgumentError("prior", None, "optscalet needs a prior (mu_bar, sigma_bar)")
-        init = math.ceil(n_max / 3) if initial is None else _int_at_least("initial", initial, 1)
+        prior_first = prior_first is True and name == "optscalet"
+        if prior_first and initial is not None:
+            raise InvalidArgumentError("initial", initial, "prior_first sets the first dispatch")
+        default = 1 if prior_first else math.ceil(n_max / 3)
+        init = default if initial is None else _int_at_least("initial", initial, 1)
         return OptScale(
             name,
             n_max,
@@ -378,6 +385,7 @@ def make_policy(
             bounds=bounds or Bounds(),
             prior=prior if name == "optscalet" else None,
             initial=min(init, n_max),
+            prior_first=prior_first,
         )
     if name == "esc":
         return EarlyStoppingSC(name, n_max, choose_majority, _int_at_least("window", window, 1))

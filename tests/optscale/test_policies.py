@@ -17,7 +17,7 @@ from optscale.policies import (
     make_policy,
 )
 from optscale.policies import beta_prob_greater as p_greater
-from optscale.stats import GaussianPrior, SuffStats, fit_mle, n_star
+from optscale.stats import GaussianPrior, SuffStats, fit_mle, loglik, n_star
 
 Stream = Sequence[tuple[str | None, float]]
 
@@ -86,7 +86,8 @@ def test_optscale0_initial_batch_then_stops_at_n_star() -> None:
 def test_optscale0_low_scores_run_to_n_max_and_the_bound_is_rechecked_every_score() -> None:
     low = [("x", 0.2 + 0.3 * ((i * 7) % 10) / 10) for i in range(16)]
     d, st, _ = drive(make_policy("optscale0", n_max=16, s_min=0.95), low)
-    assert st.n_scored == 16 and d.reason in ("n_max", "bound")
+    # N* is capped at N_max all the way: the stop is for N_max, not for the bound
+    assert st.n_scored == 16 and d.reason == "n_max" and d.n_star == 16
     # scores that rise: N* is large after the initial batch and falls as high scores arrive;
     # the policy stops at the first n with N*(fit of the first n scores) <= n
     rising = [("x", min(0.999, 0.3 + 0.02 * i + 0.1 * ((i * 7) % 3))) for i in range(64)]
@@ -101,16 +102,64 @@ def _mle(stream: Stream) -> tuple[float, float]:
     return fit.mu, fit.sigma
 
 
-def test_optscalet_uses_the_prior_before_any_score() -> None:
-    easy = make_policy("optscalet", n_max=32, prior=GaussianPrior(mu_bar=0.99, sigma_bar=0.02))
+def test_optscalet_waits_for_an_initial_batch_like_optscale0() -> None:
+    prior = GaussianPrior(mu_bar=0.99, sigma_bar=0.02)
+    stream = [("y", 0.98)] * 32
+    for initial, want in ((None, math.ceil(32 / 3)), (5, 5), (40, 32)):
+        p = make_policy("optscalet", n_max=32, prior=prior, initial=initial)
+        d0 = p.decide(QuestionState())
+        assert (d0.stop, d0.target, d0.reason) == (False, want, "initial batch")
+        d, st, sizes = drive(p, stream)
+        assert sizes[0] == want and st.n_scored == want
+        assert d.n_star is not None and d.fit is not None and d.n_star <= want
+        assert d.reason == ("bound" if d.n_star < 32 else "n_max")
+    with pytest.raises(InvalidArgumentError) as err:
+        make_policy("optscalet", n_max=8, prior=prior, initial=0)
+    assert err.value.field == "initial"
+
+
+def test_optscalet_prior_first_dispatches_n_star_of_the_prior() -> None:
+    easy_prior = GaussianPrior(mu_bar=0.99, sigma_bar=0.02)
+    easy = make_policy("optscalet", n_max=32, prior=easy_prior, prior_first=True)
     d0 = easy.decide(QuestionState())
-    assert not d0.stop and d0.n_star is not None and d0.target == d0.n_star <= 2
-    hard = make_policy("optscalet", n_max=32, prior=GaussianPrior(mu_bar=0.3, sigma_bar=0.1))
-    assert hard.decide(QuestionState()).target == 32
+    assert not d0.stop and d0.n_star is not None and d0.target == d0.n_star
+    assert d0.n_star == n_star(0.9, 0.95, 0.99, 0.02, 32) <= 2
+    hard = make_policy(
+        "optscalet", n_max=32, prior=GaussianPrior(mu_bar=0.3, sigma_bar=0.1), prior_first=True
+    )
+    assert hard.decide(QuestionState()).target == n_star(0.9, 0.95, 0.3, 0.1, 32) == 32
     d, st, _ = drive(easy, [("y", 0.98)] * 32)
-    assert d.reason == "bound" and st.n_scored <= 2
+    assert d.reason == "bound" and st.n_scored <= 2  # the bound is checked from score 1
+    with pytest.raises(InvalidArgumentError) as err:
+        make_policy("optscalet", n_max=8, prior=easy_prior, prior_first=True, initial=3)
+    assert err.value.field == "initial"
     with pytest.raises(InvalidArgumentError, match="prior"):
         make_policy("optscalet", n_max=8)
+    # optscale0 has no prior: the option does not apply
+    assert make_policy("optscale0", n_max=9, prior_first=True).decide(QuestionState()).target == 3
+
+
+def test_optscalet_does_not_stop_on_a_spurious_posterior_spike() -> None:
+    # Two high scores against a low prior: the posterior's global mode is broad (N* = N_max),
+    # a spike at (0.987, 0.016) would give N* = 1 and stop at once.
+    prior = GaussianPrior(mu_bar=0.3, sigma_bar=0.1)
+    p = make_policy("optscalet", n_max=32, prior=prior, initial=2)
+    st = QuestionState().dispatched(2)
+    st = st.observe(Observation("a", "1", 0.9798, 1)).observe(Observation("b", "1", 1.0, 1))
+    d = p.decide(st)
+    optimize = pytest.importorskip("scipy.optimize")
+    s = st.stats
+
+    def neg_post(x: Sequence[float]) -> float:
+        mu, sigma = float(x[0]), max(float(x[1]), 1e-3)
+        lp = ((mu - 0.3) / prior.tau_mu) ** 2 + ((sigma - 0.1) / prior.tau_sigma) ** 2
+        return -loglik(mu, sigma, s) + 0.5 * lp
+
+    ranges = ((-1.0, 2.0), (1e-3, 1.0))
+    mode = optimize.brute(neg_post, ranges, Ns=120, finish=None)
+    mode = optimize.minimize(neg_post, mode, method="L-BFGS-B", bounds=ranges).x
+    assert d.n_star == n_star(0.9, 0.95, float(mode[0]), float(mode[1]), 32)
+    assert not d.stop and d.target == d.n_star and d.n_star > 2
 
 
 def test_esc_stops_on_a_unanimous_window_and_not_otherwise() -> None:
