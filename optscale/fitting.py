@@ -64,9 +64,18 @@ class Bounds:
         )
 
 
+MIN_TAU = 1e-6
+
+
 @dataclass(frozen=True, slots=True)
 class GaussianPrior:
-    """Independent Gaussian priors on mu and sigma (OptScale^t's predicted parameters)."""
+    """Independent Gaussian priors on mu and sigma (OptScale^t's predicted parameters).
+
+    ``tau_mu`` / ``tau_sigma`` are the prior standard deviations (the predictor's error). Below
+    :data:`MIN_TAU` the prior's curvature (``1 / tau^2 >= 1e12``) swamps any realistic number
+    of scores at float precision, so the "fit" is the prior mean whatever the scores say: such
+    a tau is refused (a mistake, e.g. a variance or a percentage in the wrong unit), as are
+    non-finite values and ``sigma_bar <= 0``."""
 
     mu_bar: float
     sigma_bar: float
@@ -79,10 +88,10 @@ class GaussianPrior:
                 raise InvalidArgumentError(name, getattr(self, name), "must be finite")
         if self.sigma_bar <= 0.0:
             raise InvalidArgumentError("sigma_bar", self.sigma_bar, "must be > 0")
-        if self.tau_mu <= 0.0 or self.tau_sigma <= 0.0:
-            raise InvalidArgumentError(
-                "tau", (self.tau_mu, self.tau_sigma), "prior standard deviations must be > 0"
-            )
+        for name in ("tau_mu", "tau_sigma"):
+            if getattr(self, name) < MIN_TAU:
+                why = f"a prior standard deviation must be >= {MIN_TAU:g}"
+                raise InvalidArgumentError(name, getattr(self, name), why)
 
 
 @dataclass(frozen=True, slots=True)

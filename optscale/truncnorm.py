@@ -10,9 +10,10 @@ Everything is computed in log space so that neither tail cancels: ``log Phi`` us
 ends lie in the upper one and uses the midpoint rule on intervals narrower than 1e-7. Moments are
 clamped into the support (``0 <= E x^k <= E x^(k-1)``), so mass squeezed against 0 or 1 never
 yields a negative variance. Edge cases: ``n == 0`` gives log-likelihood 0 and a zero gradient; the
-CDF is 0 at or below 0 and 1 at or above 1; a score that is not a finite number in [0, 1] raises
-:class:`~optscale.errors.InvalidScoreError`; non-finite ``mu`` or ``sigma <= 0`` raises
-:class:`~optscale.errors.InvalidArgumentError`.
+CDF is 0 at or below 0 and 1 at or above 1; a score that is not a finite number in [0, 1] (or is
+a bool or a string) raises :class:`~optscale.errors.InvalidScoreError`; non-finite ``mu``, ``sigma
+<= 0``, a NaN CDF argument or sufficient statistics no scores can have raise
+:class:`~optscale.errors.InvalidArgumentError` naming the field.
 
 Pure functions on Python floats (``math`` only). The bounded fits built on these moments are in
 :mod:`optscale.fitting`; the bound N* and the public facade are in :mod:`optscale.stats`.
@@ -21,6 +22,7 @@ Pure functions on Python floats (``math`` only). The bounded fits built on these
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -44,11 +46,13 @@ _SQRT1_2 = math.sqrt(0.5)
 
 
 def validate_score(x: float) -> float:
-    """Return ``x`` as a float if it is a finite score in [0, 1], else raise InvalidScoreError."""
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise InvalidScoreError(x, "scores must be numbers in [0, 1]") from None
+    """Return ``x`` as a float if it is a finite score in [0, 1], else raise InvalidScoreError.
+
+    A score is a real number (``float``, ``int``, numpy floats); bools and strings are not,
+    even where ``float()`` would take them (``True``, ``"0.5"``)."""
+    if type(x) is not float and (isinstance(x, bool) or not isinstance(x, numbers.Real)):
+        raise InvalidScoreError(x, f"scores must be numbers in [0, 1], not {type(x).__name__}")
+    v = float(x)
     if not (math.isfinite(v) and 0.0 <= v <= 1.0):
         raise InvalidScoreError(x)
     return v
@@ -66,6 +70,23 @@ class SuffStats:
     s2: float = 0.0
     lo: float = math.inf
     hi: float = -math.inf
+
+    def __post_init__(self) -> None:
+        """Refuse statistics no scores in [0, 1] can have: ``n < 0``, ``n == 0`` with nonzero
+        sums, or sums outside ``0 <= s2 <= s1 <= n``, ``s1^2 <= n s2`` (Cauchy-Schwarz, with
+        float slack), or ``lo > hi`` outside [0, 1] when both are given."""
+        n, s1, s2 = self.n, self.s1, self.s2
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise InvalidArgumentError("n", n, "must be an integer >= 0")
+        if not (math.isfinite(s1) and math.isfinite(s2)):
+            raise InvalidArgumentError("s1, s2", (s1, s2), "must be finite")
+        if not 0.0 <= s1 <= n:
+            raise InvalidArgumentError("s1", s1, f"must be in [0, n] (n={n})")
+        if not (0.0 <= s2 <= s1 and s1 * s1 <= n * s2 * (1.0 + 1e-9) + 1e-12):
+            raise InvalidArgumentError("s2", s2, f"inconsistent with n={n}, s1={s1}")
+        if n and math.isfinite(self.lo) and math.isfinite(self.hi):
+            if not 0.0 <= self.lo <= self.hi <= 1.0:
+                raise InvalidArgumentError("lo, hi", (self.lo, self.hi), "need 0 <= lo <= hi <= 1")
 
     def add(self, score: float) -> SuffStats:
         s = validate_score(score)
@@ -143,7 +164,9 @@ def _log_pdf(x: float) -> float:
 
 def _check_params(mu: float, sigma: float) -> None:
     if not (math.isfinite(mu) and math.isfinite(sigma) and sigma > 0.0):
-        raise InvalidArgumentError("(mu, sigma)", (mu, sigma), "need finite mu and sigma > 0")
+        if not math.isfinite(mu):
+            raise InvalidArgumentError("mu", mu, "must be finite")
+        raise InvalidArgumentError("sigma", sigma, "must be finite and > 0")
 
 
 def loglik(mu: float, sigma: float, st: SuffStats) -> float:
@@ -207,8 +230,10 @@ def truncnorm_moments(mu: float, sigma: float) -> tuple[float, float]:
 
 
 def trunc_cdf(x: float, mu: float, sigma: float) -> float:
-    """CDF at ``x`` of N(mu, sigma) truncated to [0, 1]."""
+    """CDF at ``x`` of N(mu, sigma) truncated to [0, 1]; ``x`` may be infinite, not NaN."""
     _check_params(mu, sigma)
+    if math.isnan(x):
+        raise InvalidArgumentError("x", x, "must be a number, not NaN")
     if x <= 0.0:
         return 0.0
     if x >= 1.0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from scipy import optimize
 from scipy import stats as sps
 
 from optscale.errors import InvalidArgumentError, InvalidScoreError
+from optscale.fitting import MIN_TAU
 from optscale.stats import (
     Bounds,
     GaussianPrior,
@@ -25,6 +27,7 @@ from optscale.stats import (
     n_star,
     trunc_cdf,
     truncnorm_moments,
+    validate_score,
 )
 
 mus = st.floats(-1.0, 2.0)
@@ -240,3 +243,47 @@ def test_suff_stats() -> None:
     assert s.mean == pytest.approx(0.4)
     assert s.std == pytest.approx(float(np.std([0.2, 0.4, 0.6])))
     assert SuffStats().add(0.2).add(0.4).add(0.6) == s
+
+
+@pytest.mark.parametrize(
+    ("field", "make"),
+    [
+        ("tau_mu", lambda: GaussianPrior(0.5, 0.1, tau_mu=1e-7)),
+        ("tau_sigma", lambda: GaussianPrior(0.5, 0.1, tau_sigma=1e-9)),
+        ("tau_sigma", lambda: GaussianPrior(0.5, 0.1, tau_sigma=0.0)),
+        ("tau_mu", lambda: GaussianPrior(0.5, 0.1, tau_mu=math.nan)),
+        ("n", lambda: SuffStats(-1)),
+        ("n", lambda: SuffStats(True)),
+        ("s1", lambda: SuffStats(0, 0.5, 0.25)),
+        ("s1", lambda: SuffStats(2, 2.5, 2.0)),
+        ("s2", lambda: SuffStats(2, 1.0, 1.5)),  # s2 > s1: some score above 1
+        ("s2", lambda: SuffStats(2, 1.0, 0.1)),  # s1^2 > n s2 (Cauchy-Schwarz)
+        ("lo, hi", lambda: SuffStats(2, 1.0, 0.5, 0.6, 0.4)),
+        ("x", lambda: trunc_cdf(math.nan, 0.5, 0.2)),
+        ("mu", lambda: trunc_cdf(0.5, math.nan, 0.2)),
+        ("sigma", lambda: trunc_cdf(0.5, 0.5, math.nan)),
+        ("score", lambda: validate_score(True)),
+        ("score", lambda: validate_score("0.5")),  # type: ignore[arg-type]
+        ("score", lambda: SuffStats().add(False)),
+    ],
+)
+def test_bad_input_names_the_field(field: str, make: Callable[[], object]) -> None:
+    with pytest.raises(InvalidArgumentError) as err:
+        make()
+    assert err.value.field == field
+
+
+def test_numbers_that_are_not_floats_are_still_scores() -> None:
+    assert validate_score(np.float32(0.5)) == 0.5  # type: ignore[arg-type]
+    assert validate_score(1) == 1.0
+    assert validate_score(np.float64(0.25)) == 0.25
+    assert GaussianPrior(0.5, 0.1, MIN_TAU, MIN_TAU).tau_mu == MIN_TAU
+    assert trunc_cdf(math.inf, 0.5, 0.2) == 1.0 and trunc_cdf(-math.inf, 0.5, 0.2) == 0.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=200), st.integers(1, 50))
+def test_stats_of_real_scores_pass_their_own_checks(xs: list[float], repeat: int) -> None:
+    # float rounding of many equal scores must not trip the consistency checks
+    s = SuffStats.of(xs * repeat)
+    assert s.n == len(xs) * repeat and SuffStats(s.n, s.s1, s.s2, s.lo, s.hi) == s
