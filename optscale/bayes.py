@@ -37,14 +37,14 @@ import numpy as np
 
 from optscale.errors import InvalidArgumentError
 from optscale.fitting import Bounds, GaussianPrior, fit_map
-from optscale.policies import (
+from optscale.policies import _Base
+from optscale.question_state import (
     Chosen,
     Decision,
     QuestionState,
-    _Base,
-    _top_votes,
     choose_best,
     choose_weighted,
+    top_votes,
 )
 from optscale.stats import n_star, validate_alpha, validate_s_min
 
@@ -143,7 +143,7 @@ def expected_gain(best: float, mu: float, sigma: float, g: CorrectnessModel) -> 
 
 def weighted_agreement(state: QuestionState) -> float:
     """P(X > 1/2), X ~ Beta(w1 + 1, w2 + 1): w1, w2 the score sums of the two leading answers."""
-    top = _top_votes(state, weighted=True)
+    top = top_votes(state, weighted=True)
     if not top:
         return 0.0
     w1 = top[0].score_sum

@@ -39,18 +39,27 @@ Stop reasons: ``n_max`` (N_max scores in, N* capped at N_max), ``bound`` (n >= N
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from types import MappingProxyType
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from optscale.errors import InvalidArgumentError
 from optscale.grading import normalize_answer
+from optscale.question_state import (
+    Chosen,
+    Decision,
+    Observation,
+    Policy,
+    QuestionState,
+    choose_best,
+    choose_majority,
+    choose_weighted,
+    int_at_least,
+    top_votes,
+)
 from optscale.stats import (
     Bounds,
     Fit,
     GaussianPrior,
-    SuffStats,
     fit_map,
     fit_mle,
     n_star,
@@ -77,150 +86,6 @@ DEFAULT_POLICY = "optscale0"
 DEFAULT_N_MAX = 16
 DEFAULT_ALPHA = 0.9
 DEFAULT_S_MIN = 0.95
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One scored sample."""
-
-    sample_id: str
-    answer: str | None
-    score: float
-    tokens: int
-
-
-@dataclass(frozen=True, slots=True)
-class Chosen:
-    """The sample a policy answers with."""
-
-    sample_id: str
-    answer: str | None
-    score: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Vote:
-    count: int
-    score_sum: float
-    best: Chosen
-
-
-@dataclass(frozen=True, slots=True)
-class QuestionState:
-    """Everything a policy may look at, for one question. Immutable; O(#answers) per update.
-
-    ``n_dispatched`` counts samples asked for, ``n_failed`` those that failed without a
-    score; scored samples are ``stats.n``. Observing a sample id twice is a no-op.
-    """
-
-    n_dispatched: int = 0
-    n_failed: int = 0
-    tokens: int = 0
-    stats: SuffStats = SuffStats()  # noqa: RUF009 (immutable)
-    best: Chosen | None = None
-    votes: Mapping[str, _Vote] = field(default_factory=lambda: MappingProxyType({}))
-    answers: tuple[str | None, ...] = ()  # normalized answers in arrival order
-    seen: frozenset[str] = frozenset()
-
-    @property
-    def n_scored(self) -> int:
-        return self.stats.n
-
-    @property
-    def n_live(self) -> int:
-        """Samples that count towards a target: scored plus in flight."""
-        return self.n_dispatched - self.n_failed
-
-    @property
-    def n_inflight(self) -> int:
-        return max(0, self.n_dispatched - self.n_failed - self.n_scored)
-
-    def dispatched(self, k: int) -> QuestionState:
-        return replace(self, n_dispatched=self.n_dispatched + _int_at_least("k", k, 0))
-
-    def failed(self, k: int = 1) -> QuestionState:
-        n_failed = self.n_failed + _int_at_least("k", k, 0)
-        return replace(
-            self, n_failed=n_failed, n_dispatched=max(self.n_dispatched, n_failed + self.n_scored)
-        )
-
-    def observe(self, obs: Observation) -> QuestionState:
-        if obs.sample_id in self.seen:
-            return self
-        if isinstance(obs.tokens, bool) or not isinstance(obs.tokens, int) or obs.tokens < 0:
-            raise InvalidArgumentError("tokens", obs.tokens, "must be an integer >= 0")
-        stats = self.stats.add(obs.score)  # validates the score
-        me = Chosen(obs.sample_id, obs.answer, float(obs.score))
-        best = self.best if self.best is not None and self.best.score >= me.score else me
-        key = normalize_answer(obs.answer) if obs.answer is not None else None
-        votes = self.votes
-        if key:
-            old = votes.get(key)
-            vote = (
-                _Vote(1, me.score, me)
-                if old is None
-                else _Vote(
-                    old.count + 1,
-                    old.score_sum + me.score,
-                    old.best if old.best.score >= me.score else me,
-                )
-            )
-            votes = MappingProxyType({**votes, key: vote})
-        return replace(
-            self,
-            n_dispatched=max(self.n_dispatched, stats.n + self.n_failed),
-            tokens=self.tokens + obs.tokens,
-            stats=stats,
-            best=best,
-            votes=votes,
-            answers=(*self.answers, key or None),
-            seen=self.seen | {obs.sample_id},
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """Stop (answer ``chosen``) or keep ``target`` samples alive (scored + in flight)."""
-
-    stop: bool
-    target: int
-    chosen: Chosen | None
-    reason: str
-    n_star: int | None = None
-    fit: Fit | None = None
-
-
-class Policy(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def n_max(self) -> int: ...
-
-    def decide(self, state: QuestionState) -> Decision: ...
-
-
-# --------------------------------------------------------------------------- choosing
-
-
-def choose_best(state: QuestionState) -> Chosen | None:
-    return state.best
-
-
-def _top_votes(state: QuestionState, weighted: bool) -> list[_Vote]:
-    def key(v: _Vote) -> tuple[float, float]:
-        return (v.score_sum if weighted else v.count, v.best.score)
-
-    return sorted(state.votes.values(), key=key, reverse=True)
-
-
-def choose_majority(state: QuestionState) -> Chosen | None:
-    top = _top_votes(state, weighted=False)
-    return top[0].best if top else state.best
-
-
-def choose_weighted(state: QuestionState) -> Chosen | None:
-    top = _top_votes(state, weighted=True)
-    return top[0].best if top else state.best
 
 
 # --------------------------------------------------------------------------- policies
@@ -315,7 +180,7 @@ class AdaptiveConsistency(_Base):
     batch: int = 1
 
     def step(self, state: QuestionState) -> Decision:
-        top = _top_votes(state, weighted=False)
+        top = top_votes(state, weighted=False)
         if top:
             v1 = top[0].count
             v2 = top[1].count if len(top) > 1 else 0
@@ -337,13 +202,9 @@ class Oracle(_Base):
 
 # --------------------------------------------------------------------------- factory
 
-POLICY_NAMES = ("bon", "sc", "wsc", "optscale0", "optscalet", "esc", "asc", "oracle")
-
-
-def _int_at_least(name: str, v: object, lo: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise InvalidArgumentError(name, v, f"must be an integer >= {lo}")
-    return v
+POLICY_NAMES = (
+    "bon", "sc", "wsc", "optscale0", "optscalet", "esc", "asc", "oracle", "bayes", "hybrid"
+)  # fmt: skip
 
 
 def make_policy(
@@ -360,11 +221,19 @@ def make_policy(
     threshold: float = 0.95,
     batch: int = 1,
     target_answer: str | None = None,
+    **bayes: object,
 ) -> Policy:
-    """Build a policy by name. Options that do not apply to ``name`` are ignored. ``initial``:
+    """Build a policy by name. Options that do not apply to ``name`` are ignored; ``bayes``:
+    the options of :func:`optscale.bayes.make_bayes_policy` (``price``, ``p_correct``,
+    ``wave``, ``select``) for ``bayes`` and ``hybrid``. ``initial``:
     OptScale's initial batch (default ceil(N_max/3)); ``prior_first`` (optscalet, without
     ``initial``): the first dispatch is N* of the prior, the bound is checked from score 1."""
-    n_max = _int_at_least("n_max", n_max, 1)
+    n_max = int_at_least("n_max", n_max, 1)
+    if name in ("bayes", "hybrid"):
+        from optscale.bayes import make_bayes_policy
+
+        kw = dict(alpha=alpha, s_min=s_min, threshold=threshold, prior=prior, bounds=bounds)
+        return make_bayes_policy(name, n_max=n_max, **kw, **bayes)  # type: ignore[arg-type]
     if name in ("bon", "sc", "wsc"):
         choose = {"bon": choose_best, "sc": choose_majority, "wsc": choose_weighted}[name]
         return FixedN(name, n_max, choose)
@@ -375,7 +244,7 @@ def make_policy(
         if prior_first and initial is not None:
             raise InvalidArgumentError("initial", initial, "prior_first sets the first dispatch")
         default = 1 if prior_first else math.ceil(n_max / 3)
-        init = default if initial is None else _int_at_least("initial", initial, 1)
+        init = default if initial is None else int_at_least("initial", initial, 1)
         return OptScale(
             name,
             n_max,
@@ -388,12 +257,12 @@ def make_policy(
             prior_first=prior_first,
         )
     if name == "esc":
-        return EarlyStoppingSC(name, n_max, choose_majority, _int_at_least("window", window, 1))
+        return EarlyStoppingSC(name, n_max, choose_majority, int_at_least("window", window, 1))
     if name == "asc":
         if not (math.isfinite(threshold) and 0.5 <= threshold < 1.0):
             raise InvalidArgumentError("threshold", threshold, "must be in [0.5, 1)")
         return AdaptiveConsistency(
-            name, n_max, choose_majority, threshold, _int_at_least("batch", batch, 1)
+            name, n_max, choose_majority, threshold, int_at_least("batch", batch, 1)
         )
     if name == "oracle":
         return Oracle(name, n_max, choose_best, target_answer)

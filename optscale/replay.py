@@ -65,6 +65,8 @@ POLICY_LABELS = {
     "optscale0": "OptScale^0 (MLE)",
     "optscalet": "OptScale^t (MAP)",
     "oracle": "Oracle (limit)",
+    "bayes": "Bayesian stop (priced)",
+    "hybrid": "Hybrid (bound|Bayes|agreement)",
 }
 
 

@@ -28,7 +28,7 @@ def test_the_expected_gain_is_the_integral_under_the_truncated_normal(
     a, b = (0 - mu) / sigma, (1 - mu) / sigma
 
     def integrand(s: float) -> float:
-        return (g.p(s) - g.p(best)) * stats.truncnorm.pdf(s, a, b, loc=mu, scale=sigma)
+        return float((g.p(s) - g.p(best)) * stats.truncnorm.pdf(s, a, b, loc=mu, scale=sigma))
 
     want = integrate.quad(integrand, best, 1)[0]
     assert expected_gain(best, mu, sigma, g) == pytest.approx(want, rel=1e-6, abs=1e-12)
@@ -93,6 +93,6 @@ def test_hybrid_stops_on_agreement_or_the_bound_whichever_first() -> None:
 def test_bad_parameters_are_refused() -> None:
     for kw in ({"price": -1.0}, {"wave": 0}, {"select": "max"}, {"threshold": 1.0}):
         with pytest.raises(InvalidArgumentError):
-            make_bayes_policy("hybrid", n_max=8, **kw)  # type: ignore[arg-type]
+            make_bayes_policy("hybrid", n_max=8, **kw)
     with pytest.raises(InvalidArgumentError):
         make_bayes_policy("nope", n_max=8)

@@ -93,7 +93,7 @@ async def _controller(name: str) -> tuple[Trace, tuple[Any, ...]]:
     return trace, (r.stop_reason, r.chosen_sample_id, r.samples_used, r.completion_tokens, n_star)
 
 
-@pytest.mark.parametrize("name", ["optscale0", "asc", "esc", "bon"])
+@pytest.mark.parametrize("name", ["optscale0", "asc", "esc", "bon", "bayes", "hybrid"])
 async def test_the_three_drivers_make_the_same_dispatches_and_decision(name: str) -> None:
     solved, replayed, controlled = await _solve(name), _replay(name), await _controller(name)
     assert solved == replayed == controlled
