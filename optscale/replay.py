@@ -33,7 +33,6 @@ priors it is left out.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +64,7 @@ POLICY_LABELS = {
     "optscale0": "OptScale^0 (MLE)",
     "optscalet": "OptScale^t (MAP)",
     "oracle": "Oracle (limit)",
+    "dsc": "Difficulty-adaptive SC (DSC)",
     "bayes": "Bayesian stop (priced)",
     "hybrid": "Hybrid (bound|Bayes|agreement)",
 }
@@ -243,7 +243,6 @@ def bon_answer(order: Sequence[PoolSample], n_max: int) -> PoolSample:
 # one episode
 
 
-
 # ---------------------------------------------------------------------------------------------
 # the whole replay
 
@@ -290,7 +289,7 @@ def replay(
     shared = {
         (p, n): _make(p, n, cfg)
         for p in policies
-        if p not in ("oracle", "optscalet")
+        if p not in ("oracle", "optscalet", "dsc")
         for n in n_values
     }
     missing_prior = 0
@@ -299,6 +298,8 @@ def replay(
     def episode(pol: Any, order: Sequence[PoolSample]) -> Episode:
         return run_episode(pol, order, finish=cfg.finish)
 
+    if "dsc" in policies:
+        _replay_dsc(pool, cfg, n_values, cells)
     for q in pool.questions:
         orders = sample_orders(q, cfg.orders, cfg.seed)
         if curve is not None:
@@ -306,6 +307,8 @@ def replay(
                 curve.add(o)
         for n in n_values:
             for p in policies:
+                if p == "dsc":
+                    continue  # a batch policy: done above
                 if p == "optscalet":
                     assert cfg.priors is not None
                     ms = cfg.priors.get(q.question_id)
@@ -330,58 +333,23 @@ def replay(
     return ReplayResult(pool.name, cfg, n_values, cells, notes, curve)
 
 
-def load_priors(path: str, pool: Pool | None = None) -> dict[str, tuple[float, float]]:
-    """Priors file: ``{question_id: [mu_bar, sigma_bar]}``, or a list of ``[mu, sigma]`` by
-    question position (the reference's ``*_train_mu_sigma.json``), or JSONL rows with
-    ``question_id``/``id``, ``mu_bar``/``prm_mu``, ``sigma_bar``/``prm_sigma``."""
-    import json
-    from pathlib import Path
+def _replay_dsc(
+    pool: Pool, cfg: ReplayConfig, n_values: Sequence[int], cells: dict[tuple[str, int], Cell]
+) -> None:
+    """DSC decides over the whole batch: one batch per order index (:mod:`optscale.dsc`)."""
+    from optscale.dsc import dsc_batch
 
-    from optscale.errors import DataError
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(str(path), f"cannot read priors: {exc.strerror or exc}") from exc
-    out: dict[str, tuple[float, float]] = {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = None
-    if isinstance(data, dict):
-        for k, v in data.items():
-            out[str(k)] = _mu_sigma(v, f"{path}: {k!r}")
-    elif isinstance(data, list):
-        if pool is None:
-            raise DataError(path, "a positional priors list needs the pool")
-        if len(data) != len(pool.questions):
-            raise DataError(path, f"{len(data)} priors for {len(pool.questions)} questions")
-        for i, (q, v) in enumerate(zip(pool.questions, data, strict=True)):
-            out[q.question_id] = _mu_sigma(v, f"{path}: item {i}")
-    else:
-        for i, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-                qid = str(r.get("question_id", r.get("id")))
-                mu = float(r.get("mu_bar", r.get("prm_mu")))
-                sd = float(r.get("sigma_bar", r.get("prm_sigma")))
-            except (json.JSONDecodeError, TypeError, AttributeError, ValueError) as exc:
-                raise DataError(f"{path}:{i}", f"bad prior row ({exc})") from exc
-            out[qid] = (mu, sd)
-    for qid, (mu, sd) in out.items():
-        if not (math.isfinite(mu) and math.isfinite(sd) and sd > 0):
-            raise DataError(path, f"bad prior for {qid!r}: ({mu}, {sd})")
-    return out
-
-
-def _mu_sigma(v: Any, where: str) -> tuple[float, float]:
-    from optscale.errors import DataError
-
-    try:
-        if isinstance(v, str | bytes) or len(v) != 2:
-            raise TypeError("not a pair")
-        return float(v[0]), float(v[1])
-    except (TypeError, ValueError) as exc:
-        raise DataError(where, f"a prior is [mu_bar, sigma_bar], got {v!r}") from exc
+    orders = {q.question_id: sample_orders(q, cfg.orders, cfg.seed) for q in pool.questions}
+    ease = {k: v[0] for k, v in cfg.priors.items()} if cfg.priors else None
+    if ease is not None and any(q.question_id not in ease for q in pool.questions):
+        ease = None  # not every question has a prior: rank by a pre-sample instead
+    window = int(cfg.policy_kwargs.get("dsc_window", 4))
+    for n in n_values:
+        per_q: dict[str, list[Episode]] = {q.question_id: [] for q in pool.questions}
+        for o in range(cfg.orders):
+            batch = {qid: os[o] for qid, os in orders.items()}
+            got = dsc_batch(pool.questions, batch, n_max=n, window=window, difficulty=ease)
+            for qid, ep in got.items():
+                per_q[qid].append(ep)
+        for qid, eps in per_q.items():
+            cells[("dsc", n)].add(qid, eps)

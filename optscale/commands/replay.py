@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     from optscale.errors import InvalidArgumentError
     from optscale.params import check_n_max, check_overlap, read_params
     from optscale.pools import read_pool, split_pool
-    from optscale.replay import N_GRID, ReplayConfig, load_priors, replay
+    from optscale.priors import load_priors
+    from optscale.replay import N_GRID, ReplayConfig, replay
     from optscale.report import full_report, write_plots
 
     alpha, s_min = DEFAULT_ALPHA, DEFAULT_S_MIN

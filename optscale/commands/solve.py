@@ -151,7 +151,7 @@ def policy_factory(
         if args.priors.startswith("predictor"):
             priors = _PredictorPriors(args.priors.partition(":")[2] or None)
         else:
-            from optscale.replay import load_priors
+            from optscale.priors import load_priors
 
             priors = load_priors(args.priors)
     shared = None if priors else make_policy(name, n_max=n_max, alpha=alpha, s_min=s_min, **tuned)
