@@ -6,11 +6,12 @@ Default pools: the committed CPU pool (benchmarks/data/*.jsonl.gz) and the share
 file. For each pool: alpha / s_min of OptScale^0 are chosen by `calibrate` on the dev half
 (never the test half; its verdict says whether stopping beats the best fixed N at all), then the
 test half is replayed at N_max = 8 and the pool's largest N with BoN, SC, weighted SC, ESC,
-ASC, OptScale^0 (and OptScale^t with priors) and the oracle. Printed per policy: accuracy,
-served tokens per question (completed + cut at the stop, parallel-decoding finish model) and
-the paper's count (completed only), then the accuracy gain over the BoN curve (every fixed
-k <= N_max on the same orders) at equal served tokens and the token ratio to the fixed k of
-equal accuracy. Target: ratio <= 0.5 at no accuracy loss.
+ASC, DSC, OptScale^0 (and OptScale^t with priors), the oracle, and the hybrid stop
+(`optscale.bayes`) with its price and selection also chosen on the dev half. Printed per
+policy: accuracy, served tokens per question (completed + cut at the stop, parallel-decoding
+finish model) and the paper's count (completed only), then the accuracy gain over the BoN
+curve (every fixed k <= N_max on the same orders) at equal served tokens and the token ratio
+to the fixed k of equal accuracy. Target: ratio <= 0.5 at no accuracy loss.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from optscale.pools import read_pool, split_pool
 from optscale.replay import POLICY_LABELS, ReplayConfig, replay
 
 ROOT = Path(__file__).resolve().parent
-POLICIES = ("bon", "sc", "wsc", "esc", "asc", "optscale0", "oracle")
+POLICIES = ("bon", "sc", "wsc", "esc", "asc", "dsc", "optscale0", "oracle")
 
 
 def default_pools() -> list[str]:
@@ -67,6 +68,17 @@ def main() -> None:
             priors=priors,
         )
         res = replay(test, cfg)
+        hyb = calibrate(dev, policy="hybrid", n_max=max(ns), orders=min(a.orders, 50))
+        print(f"   dev-chosen hybrid: {hyb.setting}; {hyb.verdict}")
+        tuned = {k: v for k, v in hyb.policy_params.items() if k != "p_correct"}
+        from optscale.bayes import CorrectnessModel
+
+        pc = hyb.policy_params["p_correct"]
+        tuned["p_correct"] = CorrectnessModel(pc["a"], pc["b"])
+        hcfg = ReplayConfig(policies=("hybrid",), n_max=tuple(ns), orders=a.orders)
+        hcfg.policy_kwargs = tuned
+        for key, cell in replay(test, hcfg).cells.items():
+            res.cells[key] = cell
         for n in ns:
             print(f"   test half, N_max={n}  (acc, served tok/q, paper tok/q; vs the BoN curve)")
             for p in res.policies:
@@ -75,7 +87,7 @@ def main() -> None:
                 ratio = "beyond the curve" if st.ratio is None else f"{st.ratio:.2f}x tokens"
                 k = "" if st.curve_k is None else f" (fixed k={st.curve_k:.1f})"
                 print(
-                    f"     {POLICY_LABELS.get(p, p):24s} {100 * c.accuracy:5.1f}%  "
+                    f"     {POLICY_LABELS.get(p, p):30s} {100 * c.accuracy:5.1f}%  "
                     f"{c.served_tokens_per_question:6.0f}  {c.tokens_per_question:6.0f}   "
                     f"{100 * st.gain:+5.1f} pts at equal tokens, {ratio} at equal accuracy{k}"
                 )
