@@ -5,8 +5,10 @@ to the controller's store and back, with a JSON round trip (:meth:`QuestionConfi
 :meth:`QuestionConfig.from_dict`). The stopping defaults live in :mod:`optscale.policies`
 (``DEFAULT_*``), the sampling defaults in :class:`optscale.types.SamplingParams`.
 
-``optscalet`` needs a prior (``mu_bar``, ``sigma_bar``): a config may leave it out when the
-caller will ask a predictor for one before building the policy (``prior_optional``).
+``optscalet`` needs a prior (``mu_bar``, ``sigma_bar`` and its widths ``tau_mu``,
+``tau_sigma``, the predictor's measured error): a config may leave it out when the caller will
+ask a predictor for one before building the policy (``prior_optional``). Configs stored before
+the widths were (``prior: {mu_bar, sigma_bar}``) read back with the default widths.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from optscale.policies import (
     Policy,
     make_policy,
 )
-from optscale.stats import GaussianPrior
+from optscale.stats import DEFAULT_TAU_MU, DEFAULT_TAU_SIGMA, GaussianPrior
 from optscale.types import SamplingParams
 
 __all__ = ["MAX_TEXT_CHARS", "QuestionConfig"]
@@ -51,8 +53,15 @@ class QuestionConfig:
         """An ``optscalet`` question without its prior yet (ask the predictor)."""
         return self.policy == "optscalet" and self.prior is None
 
-    def with_prior(self, mu_bar: float, sigma_bar: float) -> QuestionConfig:
-        return replace(self, prior=GaussianPrior(float(mu_bar), float(sigma_bar)))
+    def with_prior(
+        self,
+        mu_bar: float,
+        sigma_bar: float,
+        tau_mu: float = DEFAULT_TAU_MU,
+        tau_sigma: float = DEFAULT_TAU_SIGMA,
+    ) -> QuestionConfig:
+        prior = GaussianPrior(float(mu_bar), float(sigma_bar), float(tau_mu), float(tau_sigma))
+        return replace(self, prior=prior)
 
     def validate(
         self,
@@ -101,7 +110,12 @@ class QuestionConfig:
             "s_min": self.s_min,
             "prior": None
             if self.prior is None
-            else {"mu_bar": self.prior.mu_bar, "sigma_bar": self.prior.sigma_bar},
+            else {
+                "mu_bar": self.prior.mu_bar,
+                "sigma_bar": self.prior.sigma_bar,
+                "tau_mu": self.prior.tau_mu,
+                "tau_sigma": self.prior.tau_sigma,
+            },
             "sampling": {
                 "temperature": sp.temperature,
                 "top_p": sp.top_p,
@@ -133,7 +147,12 @@ class QuestionConfig:
                 s_min=_float(d.get("s_min"), DEFAULT_S_MIN),
                 prior=None
                 if not pr
-                else GaussianPrior(float(pr["mu_bar"]), float(pr["sigma_bar"])),
+                else GaussianPrior(
+                    float(pr["mu_bar"]),
+                    float(pr["sigma_bar"]),
+                    _float(pr.get("tau_mu"), DEFAULT_TAU_MU),
+                    _float(pr.get("tau_sigma"), DEFAULT_TAU_SIGMA),
+                ),
                 sampling=SamplingParams(
                     temperature=_float(sp.get("temperature"), _SAMPLING.temperature),
                     top_p=_float(sp.get("top_p"), _SAMPLING.top_p),

@@ -27,6 +27,9 @@ from optscale.errors import InvalidArgumentError
 from optscale.truncnorm import _LOG_SQRT_2PI, SuffStats, _moments, validate_score
 
 __all__ = [
+    "DEFAULT_TAU_MU",
+    "DEFAULT_TAU_SIGMA",
+    "MIN_TAU",
     "Bounds",
     "Fit",
     "GaussianPrior",
@@ -65,6 +68,9 @@ class Bounds:
 
 
 MIN_TAU = 1e-6
+# Prior widths when the predictor measured none (a checkpoint records its dev RMSE instead).
+DEFAULT_TAU_MU = 0.1
+DEFAULT_TAU_SIGMA = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +85,8 @@ class GaussianPrior:
 
     mu_bar: float
     sigma_bar: float
-    tau_mu: float = 0.1
-    tau_sigma: float = 0.05
+    tau_mu: float = DEFAULT_TAU_MU
+    tau_sigma: float = DEFAULT_TAU_SIGMA
 
     def __post_init__(self) -> None:
         for name in ("mu_bar", "sigma_bar", "tau_mu", "tau_sigma"):

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from optscale.config import QuestionConfig
 from optscale.policies import Observation
+from optscale.stats import DEFAULT_TAU_MU, DEFAULT_TAU_SIGMA
 from optscale.types import GeneratedSample, SamplingParams, ScoredSample
 
 
@@ -36,11 +37,15 @@ class GenerateRequest:
 
 @dataclass(frozen=True, slots=True)
 class Prior:
-    """Predicted parameters of the truncated-normal score distribution of one question."""
+    """Predicted parameters of the truncated-normal score distribution of one question, and
+    how far off such predictions are (``tau_*``: the predictor's measured RMSE on held-out
+    questions, the widths of OptScale^t's Gaussian prior; defaults when none was measured)."""
 
     mu_bar: float
     sigma_bar: float
     model_version: str
+    tau_mu: float = DEFAULT_TAU_MU
+    tau_sigma: float = DEFAULT_TAU_SIGMA
 
 
 class GeneratorClient(Protocol):

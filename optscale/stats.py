@@ -27,7 +27,17 @@ from __future__ import annotations
 import math
 
 from optscale.errors import InvalidArgumentError
-from optscale.fitting import Bounds, Fit, GaussianPrior, fit_map, fit_mle, moment_match
+from optscale.fitting import (
+    DEFAULT_TAU_MU,
+    DEFAULT_TAU_SIGMA,
+    MIN_TAU,
+    Bounds,
+    Fit,
+    GaussianPrior,
+    fit_map,
+    fit_mle,
+    moment_match,
+)
 from optscale.truncnorm import (
     SuffStats,
     _check_params,
@@ -41,6 +51,9 @@ from optscale.truncnorm import (
 )
 
 __all__ = [
+    "DEFAULT_TAU_MU",
+    "DEFAULT_TAU_SIGMA",
+    "MIN_TAU",
     "Bounds",
     "Fit",
     "GaussianPrior",

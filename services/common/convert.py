@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from optscale.errors import InvalidArgumentError
-from optscale.ports import GenerateRequest
+from optscale.ports import GenerateRequest, Prior
+from optscale.stats import DEFAULT_TAU_MU, DEFAULT_TAU_SIGMA, GaussianPrior
 from optscale.types import GeneratedSample, SamplingParams, ScoredSample
 from optscale.v1 import common_pb2, generator_pb2
 
@@ -26,6 +27,24 @@ def params_from_pb(p: common_pb2.SamplingParams) -> SamplingParams:
         max_tokens=p.max_tokens or d.max_tokens,
         seed=p.seed if p.HasField("seed") else None,
     )
+
+
+def prior_from_pb(p: common_pb2.Prior) -> Prior:
+    """A predicted prior; a message without widths (an older predictor) gets the defaults."""
+    return Prior(
+        p.mu_bar,
+        p.sigma_bar,
+        p.model_version,
+        p.tau_mu if p.HasField("tau_mu") else DEFAULT_TAU_MU,
+        p.tau_sigma if p.HasField("tau_sigma") else DEFAULT_TAU_SIGMA,
+    )
+
+
+def gaussian_prior_from_pb(p: common_pb2.Prior) -> GaussianPrior:
+    """A submitted prior as OptScale^t's :class:`GaussianPrior` (raises
+    :class:`InvalidArgumentError` naming the bad field)."""
+    q = prior_from_pb(p)
+    return GaussianPrior(q.mu_bar, q.sigma_bar, q.tau_mu, q.tau_sigma)
 
 
 def params_to_pb(p: SamplingParams) -> common_pb2.SamplingParams:

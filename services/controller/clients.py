@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from optscale.ports import GenerateRequest, Prior
 from optscale.v1 import generator_pb2, generator_pb2_grpc, predictor_pb2, predictor_pb2_grpc
-from services.common.convert import params_to_pb
+from services.common.convert import params_to_pb, prior_from_pb
 from services.common.security import Security, open_channel
 
 # Client-side load balancing over every pod behind a headless Service
@@ -55,7 +55,7 @@ class GrpcPredictor:
     async def predict(self, questions: Sequence[str]) -> list[Prior]:
         req = predictor_pb2.PredictRequest(questions=list(questions))
         r = await self.stub.Predict(req, timeout=30)
-        return [Prior(p.mu_bar, p.sigma_bar, p.model_version) for p in r.priors]
+        return [prior_from_pb(p) for p in r.priors]
 
     async def close(self) -> None:
         await self.channel.close(None)

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from optscale.config import QuestionConfig
 from optscale.policies import DEFAULT_ALPHA, DEFAULT_N_MAX, DEFAULT_POLICY, DEFAULT_S_MIN
-from optscale.stats import GaussianPrior
 from optscale.types import SamplingParams
 from optscale.v1 import events_pb2
+from services.common.convert import gaussian_prior_from_pb
 
 _SAMPLING = SamplingParams()  # the defaults
 
@@ -54,7 +54,7 @@ def config_from_submitted(
         n_max=p.n_max or defaults.n_max,
         alpha=p.alpha if p.HasField("alpha") else defaults.alpha,
         s_min=p.s_min if p.HasField("s_min") else defaults.s_min,
-        prior=GaussianPrior(p.prior.mu_bar, p.prior.sigma_bar) if p.HasField("prior") else None,
+        prior=gaussian_prior_from_pb(p.prior) if p.HasField("prior") else None,
         sampling=params,
     )
     return cfg.validate(

