@@ -159,13 +159,15 @@ def policy_factory(
     def make(q: Any) -> Any:
         if shared is not None:
             return shared
-        from optscale.replay import _prior
+        from optscale.stats import GaussianPrior
 
         assert priors is not None
         ms = priors.get(q) if isinstance(priors, _PredictorPriors) else priors.get(q.id)
         if ms is None:
             raise InvalidArgumentError("priors", args.priors, f"no prior for question {q.id!r}")
-        return make_policy(name, n_max=n_max, alpha=alpha, s_min=s_min, prior=_prior(ms), **tuned)
+        taus = priors.taus if isinstance(priors, _PredictorPriors) else ()
+        prior = GaussianPrior(float(ms[0]), float(ms[1]), *taus)
+        return make_policy(name, n_max=n_max, alpha=alpha, s_min=s_min, prior=prior, **tuned)
 
     make.alpha = alpha  # type: ignore[attr-defined]
     make.s_min = s_min  # type: ignore[attr-defined]
@@ -180,6 +182,7 @@ class _PredictorPriors:
         from services.predictor.server import DEFAULT_MODEL_DIR
 
         self.predictor = TrainedPredictor(model_dir or DEFAULT_MODEL_DIR)
+        self.taus: tuple[float, float] = self.predictor.taus  # its measured dev error
 
     def get(self, q: Any) -> tuple[float, float]:
         ((mu, sigma),) = self.predictor.predict_sync([q.text])
