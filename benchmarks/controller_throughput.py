@@ -10,7 +10,7 @@ generator is a no-op lease holder (this measures the controller, not generation)
 measures the broker's raw consume rate of the same topic in the same run and prints the ratio.
 Decision latency: from the worker starting on a score event to the policy's stop/dispatch
 decision (the ``optscale_controller_decision_seconds`` histogram); carrying a stop out (cancel,
-publish the result and wait for the broker's ack, finalize) is reported separately.
+finalize, publish the result and wait for the broker's ack) is reported separately.
 ``--compare`` also runs the controller on the same events with one Redis call per round trip
 (no auto-pipelining) and with redis-py's pure-Python reply parser (no hiredis), and prints the
 ratios.

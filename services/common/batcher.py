@@ -1,5 +1,6 @@
 """Micro-batching: callers submit items one request at a time; one task runs the backend on
-up to ``max_batch`` items, waiting at most ``max_wait`` seconds to fill a batch."""
+up to ``max_batch`` items, waiting at most ``max_wait`` seconds to fill a batch. A batch that
+fails is retried in halves (:func:`run_isolated`), so one bad item fails only its caller."""
 
 from __future__ import annotations
 
@@ -12,6 +13,39 @@ from optscale.errors import InvalidArgumentError
 
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
+
+
+class Failed:
+    """An item that failed alone (its exception), in :func:`run_isolated`'s output."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"Failed({self.error!r})"
+
+
+async def run_isolated(
+    run: Callable[[Sequence[I]], Awaitable[Sequence[O]]], items: Sequence[I]
+) -> list[O | Failed]:
+    """``run(items)`` as one batch; if it raises (any ``Exception``: an invalid item, a CUDA
+    out-of-memory, a ``RuntimeError`` in the engine), it is retried split in halves, each half
+    likewise, down to single items — only an item that fails alone is reported as
+    :class:`Failed` (with its exception). At most ``2n - 1`` calls; cancellation propagates."""
+    if not items:
+        return []
+    try:
+        outs = list(await run(items))
+        if len(outs) != len(items):
+            raise RuntimeError(f"{len(outs)} results for a batch of {len(items)}")
+        return list(outs)
+    except Exception as exc:
+        if len(items) == 1:
+            return [Failed(exc)]
+    mid = len(items) // 2
+    return [*await run_isolated(run, items[:mid]), *await run_isolated(run, items[mid:])]
 
 
 class MicroBatcher(Generic[I, O]):
@@ -64,15 +98,16 @@ class MicroBatcher(Generic[I, O]):
                 continue
             if self._on_batch is not None:
                 self._on_batch(len(live))
-            try:
-                outs = await self._run([i for i, _ in live])
-                for (_, f), o in zip(live, outs, strict=True):
-                    if not f.done():
-                        f.set_result(o)
-            except Exception as exc:  # one bad batch fails its callers, not the batcher
-                for _, f in live:
-                    if not f.done():
-                        f.set_exception(exc)
+            # a failing batch is retried in halves: only an item that fails alone fails its
+            # caller (one bad candidate, or an engine error, does not fail the whole batch)
+            outs = await run_isolated(self._run, [i for i, _ in live])
+            for (_, f), o in zip(live, outs, strict=True):
+                if f.done():
+                    continue
+                if isinstance(o, Failed):
+                    f.set_exception(o.error)
+                else:
+                    f.set_result(o)
 
     async def close(self) -> None:
         if self._task is not None:

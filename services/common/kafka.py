@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from optscale.errors import InvalidArgumentError
+from services.common.metrics import COMMITS_FAILED
 
 QUESTION_EVENTS = "optscale.question-events"
 CANDIDATES = "optscale.candidates"
@@ -131,6 +132,27 @@ async def commit_batch(consumer: Any, records: dict[Any, list[Any]]) -> None:
     }
     if offsets:
         await consumer.commit(offsets)
+
+
+async def commit_or_redeliver(
+    consumer: Any, records: dict[Any, list[Any]], log: Any = None
+) -> bool:
+    """:func:`commit_batch`, where a refused commit is not an error: during a rebalance aiokafka
+    raises ``CommitFailedError`` / ``IllegalStateError`` / ``RebalanceInProgressError`` (and
+    other ``KafkaError``s when the coordinator moves). The batch's work is done and every
+    transition it made is idempotent, so an uncommitted batch is simply redelivered — to this
+    consumer or to the partition's new owner — and applied again as a no-op. Returns whether
+    the offsets were committed; anything but a ``KafkaError`` (a bug) still raises."""
+    from aiokafka.errors import KafkaError
+
+    try:
+        await commit_batch(consumer, records)
+        return True
+    except KafkaError as exc:
+        COMMITS_FAILED.inc()
+        if log is not None:
+            log.warning("commit refused; the batch will be redelivered", error=repr(exc)[:300])
+        return False
 
 
 async def stop_quietly(*clients: Any) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
+import sys
 
 from prometheus_client import start_http_server
 
@@ -15,8 +15,7 @@ from services.common import kafka
 from services.common.config import from_env
 from services.common.logging import configure
 from services.common.security import Security, redis_client
-from services.common.server import Server
-from services.common.taskdump import install_task_dump
+from services.common.server import Server, run_until_stopped, stop_on_signals
 from services.controller.clients import GrpcGenerator, GrpcPredictor
 from services.controller.config import ControllerConfig
 from services.controller.consumer import Publisher, _Listener, run_controller
@@ -26,7 +25,8 @@ from services.controller.state import RedisStateStore
 from services.controller.worker import ControllerWorker
 
 
-async def amain(cfg: ControllerConfig) -> None:
+async def amain(cfg: ControllerConfig) -> int:
+    """Run until SIGTERM (returns 0) or until the consumer loop dies (returns 1)."""
     log = configure("controller", cfg.log_level)
     defaults = SubmitDefaults(
         policy=cfg.policy,
@@ -56,6 +56,7 @@ async def amain(cfg: ControllerConfig) -> None:
         log=log,
         max_active=cfg.max_active,
         idle_rebuild_s=cfg.idle_rebuild_seconds,
+        max_k=cfg.generator_max_k,
     )
     consumer = await kafka.consumer(
         cfg.kafka_bootstrap,
@@ -79,24 +80,22 @@ async def amain(cfg: ControllerConfig) -> None:
         start_http_server(cfg.metrics_port)
     port = await server.start(cfg.host, cfg.port)
     log.info("serving", host=cfg.host, port=port, services=server.names, **security.describe())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    install_task_dump(loop)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     loop_task = asyncio.create_task(run_controller(worker, consumer, publisher, stop=stop, log=log))
-    await stop.wait()
-    log.info("shutting down", grace_seconds=cfg.grace_seconds)
-    await server.stop(cfg.grace_seconds)
-    with contextlib.suppress(Exception):
+    # the consumer loop runs until stop: if it ends on its own, health goes NOT_SERVING
+    # and the process exits 1 (Kubernetes restarts it; its partitions move meanwhile)
+    code = await run_until_stopped(
+        server, stop, cfg.grace_seconds, log, watch={"consumer loop": loop_task}
+    )
+    stop.set()
+    with contextlib.suppress(Exception, asyncio.CancelledError):
         await asyncio.wait_for(loop_task, cfg.grace_seconds)
     await kafka.stop_quietly(consumer, producer)
     await generator.close()
     if predictor is not None:
         await predictor.close()
     await r.aclose()
-    log.info("stopped")
+    return code
 
 
 def main() -> None:
@@ -109,7 +108,7 @@ def main() -> None:
     ap.add_argument("--port", type=int)
     ap.add_argument("--metrics-port", type=int)
     cfg = from_env(ControllerConfig, "controller", **vars(ap.parse_args()))
-    asyncio.run(amain(cfg))
+    sys.exit(asyncio.run(amain(cfg)))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ class ControllerConfig:
     # the predictor serving priors for optscalet questions submitted without one ("": none,
     # such questions are rejected)
     predictor: str = ""
+    # the most samples one Generate call may ask for: the generators' OPTSCALE_GENERATOR_MAX_K
+    # (keep them equal); a larger dispatch is split into several calls
+    generator_max_k: int = 64
     group: str = "optscale-controller"
     partitions: int = 8  # used when the controller creates missing topics
     host: str = "0.0.0.0"

@@ -3,6 +3,9 @@
 Per batch: decode each question event (poison → ``optscale.dlq`` with the reason), hand it to
 the worker in partition order, wait until everything the worker published is acknowledged,
 then commit the offsets — after the Redis writes, so a crash redelivers instead of losing.
+A commit refused during a rebalance is logged, not fatal: the batch is redelivered and every
+transition is idempotent. Anything that ends this loop ends the process (``__main__``
+supervises it: health NOT_SERVING, exit 1, Kubernetes restarts the pod).
 """
 
 from __future__ import annotations
@@ -92,7 +95,8 @@ async def run_controller(
                     if ev is not None:
                         by_question.setdefault(ev.question_id, []).append((tp.partition, ev))
             await _process(worker, publisher, by_question, stop, log)
-            await kafka.commit_batch(consumer, records)
+            # refused during a rebalance: the batch is redelivered (here or to the new owner)
+            await kafka.commit_or_redeliver(consumer, records, log)
             if worker.waiting:
                 try:
                     await worker.fill()

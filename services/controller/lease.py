@@ -54,7 +54,7 @@ class Leaser:
                 return
             try:
                 for first, k in _runs(missing):  # contiguous runs of missing indices
-                    sub = dataclasses.replace(req, first_index=req.first_index + first, k=k)
+                    sub = _part(req, first, k)
                     async for sid in self.generator.generate(sub, epoch=epoch):
                         done.add(sid)
                         self.fail_streak.pop(q, None)
@@ -88,6 +88,14 @@ async def cancel_all(leases: dict[asyncio.Task[None], int]) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await t
     leases.clear()
+
+
+def _part(req: GenerateRequest, offset: int, k: int) -> GenerateRequest:
+    """Samples ``offset .. offset + k - 1`` of ``req`` as a request of their own: sample ``i``
+    of a request is seeded ``seed + i``, so the part starts at ``seed + offset``."""
+    seed = req.params.seed
+    params = req.params if seed is None else dataclasses.replace(req.params, seed=seed + offset)
+    return dataclasses.replace(req, first_index=req.first_index + offset, k=k, params=params)
 
 
 def _runs(indices: list[int]) -> list[tuple[int, int]]:

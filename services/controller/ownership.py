@@ -78,6 +78,15 @@ class QuestionOwnership:
     async def _advance(self, o: OwnedQuestion) -> None:
         raise NotImplementedError
 
+    async def _final_seen(self, q: str, result: dict[str, Any]) -> None:
+        """``q`` turned out to be final in the store (with ``result``) when taken up."""
+
+    async def _check_final(self, q: str) -> None:
+        """Call :meth:`_final_seen` if ``q`` is final in the store."""
+        sq = await self.store.get(q)
+        if sq is not None and sq.status != "active" and sq.result is not None:
+            await self._final_seen(q, sq.result)
+
     # ------------------------------------------------------------------ partitions
 
     async def assign(self, partitions: set[int]) -> None:
@@ -203,6 +212,8 @@ class QuestionOwnership:
             return None
         sq = await self.store.get(q)
         if sq is None or sq.status != "active":
+            if sq is not None and sq.result is not None:
+                await self._final_seen(q, sq.result)
             return None
         cfg = sq.config
         loop = QuestionLoop.resume(

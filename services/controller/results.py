@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from google.protobuf.json_format import ParseDict
+
 from optscale.config import QuestionConfig
 from optscale.grading import is_correct
 from optscale.loop import QuestionLoop, Stop
@@ -42,3 +46,10 @@ def result_message(
             chosen.answer is not None and is_correct(chosen.answer, config.reference)
         )
     return res
+
+
+def result_payload(result: dict[str, Any]) -> bytes:
+    """The bytes published on ``optscale.results`` for a result as stored
+    (``MessageToDict`` form): whoever publishes a question's result — the controller that
+    finalized it, or one republishing it from the store — sends exactly these bytes."""
+    return ParseDict(result, events_pb2.Result()).SerializeToString(deterministic=True)

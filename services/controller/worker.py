@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from optscale.config import QuestionConfig
-from optscale.errors import OptScaleError
+from optscale.errors import InvalidArgumentError, OptScaleError
 from optscale.loop import Cancelled, Dispatch, QuestionLoop, Stop
 from optscale.policies import Observation
 from optscale.ports import (
@@ -42,7 +42,7 @@ from services.common.metrics import (
 from services.controller.lease import Leaser, cancel_all
 from services.controller.ownership import OwnedQuestion, QuestionOwnership
 from services.controller.questions import SubmitDefaults, config_from_submitted
-from services.controller.results import result_message
+from services.controller.results import result_message, result_payload
 
 # when the event being handled arrived (perf_counter), for the decision-latency histogram
 _EVENT_T0: contextvars.ContextVar[float | None] = contextvars.ContextVar("event_t0", default=None)
@@ -77,7 +77,13 @@ class ControllerWorker(QuestionOwnership):
         retry_cap: float = 10.0,
         max_active: int = 512,
         idle_rebuild_s: float = 120.0,
+        max_k: int = 64,
     ) -> None:
+        """``max_k``: the most samples one ``Generate`` call may ask for (the generators'
+        ``OPTSCALE_GENERATOR_MAX_K``); a larger dispatch is split over several calls."""
+        if max_k < 1:
+            raise InvalidArgumentError("max_k", max_k, "must be >= 1")
+        self.max_k = max_k
         super().__init__(store, log=log, max_active=max_active, idle_rebuild_s=idle_rebuild_s)
         self.generator = generator
         self.publish = publish
@@ -212,6 +218,8 @@ class ControllerWorker(QuestionOwnership):
             await self._advance(o)
         elif r is Outcome.FENCED:
             await self._drop(q)
+        elif r in (Outcome.DUPLICATE, Outcome.LATE) and q not in self.owned and q not in self.final:
+            await self._check_final(q)  # finalized by a controller that may not have published
 
     # ------------------------------------------------------------------ act
 
@@ -232,44 +240,66 @@ class ControllerWorker(QuestionOwnership):
 
     def _start_lease(self, o: OwnedQuestion, action: Dispatch, first: int) -> None:
         """The loop's dispatch, reserved in the store from index ``first`` on: count the samples
-        in flight and open their Generate stream (sample ids and seeds from the loop)."""
+        in flight and open their Generate streams (sample ids and seeds from the loop) — one
+        stream per ``max_k`` samples, the most a generator takes in one call."""
         k = action.k
         d = o.loop.dispatch_of(first, k, action.decision)
         o.loop = o.loop.dispatched(first, k)
         o.progress_at = time.monotonic()
-        req = GenerateRequest(
-            question_id=o.question_id,
-            prompt=o.prompt,
-            k=k,
-            params=dataclasses.replace(o.config.sampling, seed=d.first_seed),
-            first_index=first,
-        )
-        task = asyncio.create_task(self.leaser.run(req, self.epoch))
-        o.leases[task] = k
-        task.add_done_callback(lambda t: o.leases.pop(t, None))
+        for off in range(0, k, self.max_k):
+            n = min(self.max_k, k - off)
+            req = GenerateRequest(
+                question_id=o.question_id,
+                prompt=o.prompt,
+                k=n,
+                params=dataclasses.replace(o.config.sampling, seed=d.seeds[off]),
+                first_index=first + off,
+            )
+            task = asyncio.create_task(self.leaser.run(req, self.epoch))
+            o.leases[task] = n
+            task.add_done_callback(lambda t: o.leases.pop(t, None))
 
     async def _finish(self, o: OwnedQuestion, stop: Stop) -> None:
-        self.stopped_at[o.question_id] = time.monotonic()
+        """Finalize in the store, then publish. Finalizing is fenced by the owner epoch, so
+        only the current owner's result becomes *the* result: a superseded controller is told
+        here and publishes nothing. The publish follows (acked); if it is lost (a crash, Kafka
+        down) the batch that led here is not committed, and its redelivery — to this worker or
+        the partition's next owner — republishes the stored result byte for byte
+        (:meth:`_final_seen`): at least once, one distinct result per question."""
+        q = o.question_id
+        self.stopped_at[q] = time.monotonic()
         await cancel_all(o.leases)  # abort in-flight generations first: no more waste
-        res = result_message(o.question_id, o.config, o.loop, stop)
-        payload = res.SerializeToString(deterministic=True)
-        # published and acknowledged before finalizing: a crash in between republishes the
-        # same payload (at least once); finalizing first — or before the broker has it —
-        # could lose the result (the chaos test kills a controller exactly there).
-        await self.publish(self.results_topic, o.question_id, payload, acked=True)
         from google.protobuf.json_format import MessageToDict
 
-        r = await self.store.finalize(
-            o.question_id, self.epoch, stop.status, MessageToDict(res), o.partition
-        )
-        if r is Outcome.FENCED:
+        result = MessageToDict(result_message(q, o.config, o.loop, stop))
+        r = await self.store.finalize(q, self.epoch, stop.status, result, o.partition)
+        self.owned.pop(q, None)
+        if r is Outcome.FENCED:  # a newer owner holds it: its result will be the one
             self.stats["fenced"] += 1
-        self.owned.pop(o.question_id, None)
-        self.final[o.question_id] = None
-        if len(self.final) > 100_000:
-            del self.final[next(iter(self.final))]
+            return
+        if r is Outcome.DUPLICATE:  # final already: what is stored is the result
+            sq = await self.store.get(q)
+            if sq is not None and sq.result is not None:
+                result = sq.result
+        await self.publish(self.results_topic, q, result_payload(result), acked=True)
+        self._remember_final(q)
         if len(self.stopped_at) > 100_000:
             del self.stopped_at[next(iter(self.stopped_at))]
+
+    def _remember_final(self, q: str) -> None:
+        self.final[q] = None
+        if len(self.final) > 100_000:
+            del self.final[next(iter(self.final))]
+
+    async def _final_seen(self, q: str, result: dict[str, Any]) -> None:
+        """An event of a question that is final in the store and not finished here: the
+        controller that finalized it may have died before publishing, so publish the stored
+        result (the same bytes it would have sent) — once per question and worker."""
+        if q in self.final:
+            return
+        self.stats["republished"] = self.stats.get("republished", 0) + 1
+        await self.publish(self.results_topic, q, result_payload(result), acked=True)
+        self._remember_final(q)
 
     async def _reject(self, q: str, why: str, original: bytes) -> None:
         from services.common.kafka import DLQ

@@ -13,7 +13,7 @@ from typing import Any
 from optscale.errors import InvalidArgumentError
 from optscale.v1 import generator_pb2, generator_pb2_grpc
 from services.common.convert import candidate_to_pb, generate_request_from_pb
-from services.common.metrics import GEN_INFLIGHT, GEN_TOKENS
+from services.common.metrics import GEN_INFLIGHT, GEN_QUEUED, GEN_TOKENS
 from services.common.server import streaming
 
 SERVICE = "optscale.v1.Generator"
@@ -30,6 +30,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         # backpressure: calls wait (in order) until their k samples fit under max_inflight
         self.max_inflight = max_inflight
         self.inflight = 0
+        self.queued = 0  # samples of calls waiting for room
         self._room = asyncio.Condition()
 
     async def Generate(
@@ -46,11 +47,18 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             raise InvalidArgumentError("publish", True, "this generator has no Kafka producer")
         log = self.log.bind(question_id=req.question_id, k=req.k)
         model = str(getattr(self.backend, "model_name", ""))
-        async with self._room:  # a call larger than the whole budget runs alone
-            await self._room.wait_for(
-                lambda: self.inflight == 0 or self.inflight + req.k <= self.max_inflight
-            )
-            self.inflight += req.k
+        # waiting samples are demand too: the autoscaler sees queued + in flight (KEDA)
+        self.queued += req.k
+        GEN_QUEUED.inc(req.k)
+        try:
+            async with self._room:  # a call larger than the whole budget runs alone
+                await self._room.wait_for(
+                    lambda: self.inflight == 0 or self.inflight + req.k <= self.max_inflight
+                )
+                self.inflight += req.k
+        finally:
+            self.queued -= req.k
+            GEN_QUEUED.dec(req.k)
         inner = self._generate(req, request, log, model)
         try:
             async for ev in inner:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import sys
 
 from prometheus_client import start_http_server
 
@@ -16,7 +18,8 @@ from services.verifier.config import VerifierConfig
 from services.verifier.server import SERVICE, VerifierServicer, make_backend
 
 
-async def amain(cfg: VerifierConfig) -> None:
+async def amain(cfg: VerifierConfig) -> int:
+    """Serve until SIGTERM (returns 0) or until the Kafka worker dies (returns 1)."""
     log = configure("verifier", cfg.log_level)
     servicer = VerifierServicer(
         make_backend(cfg),
@@ -30,8 +33,7 @@ async def amain(cfg: VerifierConfig) -> None:
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port)
     if not cfg.kafka_bootstrap:
-        await serve_forever(server, cfg.host, cfg.port, cfg.grace_seconds, log)
-        return
+        return await serve_forever(server, cfg.host, cfg.port, cfg.grace_seconds, log)
     from services.common import kafka
     from services.verifier.worker import run_verifier
 
@@ -56,10 +58,14 @@ async def amain(cfg: VerifierConfig) -> None:
         )
     )
     try:
-        await serve_forever(server, cfg.host, cfg.port, cfg.grace_seconds, log)
+        # a worker that dies (it should never end on its own) turns health NOT_SERVING and
+        # the process exits 1, so Kubernetes restarts it instead of leaving it half alive
+        watch = {"verifier worker": worker}
+        return await serve_forever(server, cfg.host, cfg.port, cfg.grace_seconds, log, watch)
     finally:
         stop.set()
-        await asyncio.wait_for(worker, cfg.grace_seconds)
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(worker, cfg.grace_seconds)
         await kafka.stop_quietly(consumer, producer)
 
 
@@ -70,7 +76,7 @@ def main() -> None:
     ap.add_argument("--port", type=int)
     ap.add_argument("--metrics-port", type=int)
     cfg = from_env(VerifierConfig, "verifier", **vars(ap.parse_args()))
-    asyncio.run(amain(cfg))
+    sys.exit(asyncio.run(amain(cfg)))
 
 
 if __name__ == "__main__":

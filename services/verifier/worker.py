@@ -1,8 +1,18 @@
-"""Verifier worker: a consumer group on ``optscale.candidates``; scores micro-batches and
-publishes ``Scored`` (or ``SampleFailed``) question events keyed by question id.
+"""Verifier worker: a consumer group on ``optscale.candidates``; scores the candidates of each
+consumed batch together, in micro-batches of at most the backend's batch size, and publishes
+``Scored`` (or ``SampleFailed``) question events keyed by question id.
+
+A micro-batch that raises — an invalid candidate, or an engine error such as a CUDA
+out-of-memory or a ``RuntimeError`` — is retried split in halves down to single candidates
+(:func:`services.common.batcher.run_isolated`): the worker never dies of it, and only a
+candidate that fails alone is given up: the question gets a ``SampleFailed`` (the controller
+replaces the sample at once instead of waiting for its idle rebuild), and a candidate that hit
+an engine error (not an :class:`~optscale.errors.OptScaleError`) also goes to
+``optscale.dlq`` with the reason.
 
 Offsets are committed after the events are acknowledged by the broker (at least once; the
-controller's Redis transition makes a redelivered score a no-op).
+controller's Redis transition makes a redelivered score a no-op). A commit refused during a
+rebalance is logged and the batch is redelivered.
 """
 
 from __future__ import annotations
@@ -11,10 +21,21 @@ import asyncio
 from typing import Any
 
 from optscale.errors import OptScaleError
+from optscale.types import GeneratedSample
 from optscale.v1 import common_pb2, events_pb2
 from services.common import kafka
+from services.common.batcher import Failed, run_isolated
 from services.common.convert import candidate_from_pb, scored_to_pb
 from services.common.metrics import VERIFIER_BATCH
+
+Decoded = tuple[Any, common_pb2.Candidate, GeneratedSample]  # (message, candidate, sample)
+
+
+def batch_size(backend: Any, max_batch: int) -> int:
+    """Candidates scored in one ``score_batch`` call: ``max_batch``, or the backend's own
+    ``batch_size`` (a GPU engine's limit) when that is smaller."""
+    own = getattr(backend, "batch_size", None)
+    return max(1, min(max_batch, own) if isinstance(own, int) and own > 0 else max_batch)
 
 
 async def run_verifier(
@@ -28,43 +49,53 @@ async def run_verifier(
     log: Any = None,
 ) -> None:
     version = str(getattr(backend, "model_name", backend.name))
+    size = batch_size(backend, max_batch)
     while not stop.is_set():
         records = await consumer.getmany(timeout_ms=max_wait_ms or 1, max_records=max_batch)
         if not records:
             continue
         futs: list[Any] = []
-        good: list[tuple[common_pb2.Candidate, Any]] = []
+        good: list[Decoded] = []
         for msgs in records.values():
             for m in msgs:
                 try:
                     c = common_pb2.Candidate.FromString(m.value)
                     if not c.question_id:
                         raise ValueError("candidate without question_id")
-                    good.append((c, candidate_from_pb(c)))
-                except (ValueError, OptScaleError, Exception) as exc:
-                    futs.append(
-                        await producer.send(
-                            kafka.DLQ,
-                            m.value or b"",
-                            key=m.key,
-                            headers=[("reason", str(exc).encode())],
-                        )
-                    )
-        if good:
-            VERIFIER_BATCH.observe(len(good))
-        for c, s in good:
-            ev = events_pb2.QuestionEvent(question_id=c.question_id, schema_version=1)
-            try:
-                scored = await backend.score_batch([(c.prompt, s)])
-                ev.scored.scored.CopyFrom(scored_to_pb(scored[0], c, version))
-            except OptScaleError as exc:  # cannot score this one: the controller replaces it
-                ev.sample_failed.sample_id = c.sample_id
-                ev.sample_failed.reason = str(exc)[:500]
-                ev.sample_failed.epoch = c.epoch
-            futs.append(
-                await producer.send(
-                    kafka.QUESTION_EVENTS, ev.SerializeToString(), key=c.question_id.encode()
-                )
-            )
+                    good.append((m, c, candidate_from_pb(c)))
+                except Exception as exc:  # undecodable or invalid: park it with the reason
+                    futs.append(await _dlq(producer, m, str(exc)))
+        for b in range(0, len(good), size):
+            futs += await _score(backend, producer, good[b : b + size], version, log)
         await asyncio.gather(*futs)
-        await kafka.commit_batch(consumer, records)
+        await kafka.commit_or_redeliver(consumer, records, log)
+
+
+async def _score(
+    backend: Any, producer: Any, chunk: list[Decoded], version: str, log: Any
+) -> list[Any]:
+    """Score one micro-batch and send an event per candidate (returns the send futures)."""
+    VERIFIER_BATCH.observe(len(chunk))
+    outs = await run_isolated(backend.score_batch, [(c.prompt, s) for _, c, s in chunk])
+    futs = []
+    for (m, c, _), out in zip(chunk, outs, strict=True):
+        ev = events_pb2.QuestionEvent(question_id=c.question_id, schema_version=1)
+        if isinstance(out, Failed):  # failed alone: the controller replaces this sample
+            reason = f"{type(out.error).__name__}: {out.error}"
+            ev.sample_failed.sample_id = c.sample_id
+            ev.sample_failed.reason = reason[:500]
+            ev.sample_failed.epoch = c.epoch
+            if not isinstance(out.error, OptScaleError):  # an engine error: keep the evidence
+                futs.append(await _dlq(producer, m, f"scoring failed: {reason}"))
+                if log is not None:
+                    log.warning("candidate failed alone", sample_id=c.sample_id, error=reason)
+        else:
+            ev.scored.scored.CopyFrom(scored_to_pb(out, c, version))
+        value, key = ev.SerializeToString(), c.question_id.encode()
+        futs.append(await producer.send(kafka.QUESTION_EVENTS, value, key=key))
+    return futs
+
+
+async def _dlq(producer: Any, m: Any, reason: str) -> Any:
+    headers = [("reason", reason.encode()[:1000])]
+    return await producer.send(kafka.DLQ, m.value or b"", key=m.key, headers=headers)

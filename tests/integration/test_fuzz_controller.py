@@ -1,6 +1,8 @@
 """Fuzzing the Controller API (Submit, Solve, GetResult, Cancel) on a running pipeline (real
 broker and redis-server, sim generator, controller worker): every call ends OK or with a
-client-error status, never INTERNAL or a hang, and every accepted Solve delivers its results."""
+client-error status, never INTERNAL or a hang, and every accepted Solve delivers its results,
+each one DONE (an accepted question that ends FAILED counts as unanswered) — N_max up to 256,
+so dispatches larger than the generators' 64 samples per call are among them."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 
 from optscale.engines.generation.sim import Backend as Sim
 from optscale.engines.scoring.confidence import Backend as Confidence
-from optscale.v1 import common_pb2, controller_pb2, controller_pb2_grpc
+from optscale.v1 import common_pb2, controller_pb2, controller_pb2_grpc, events_pb2
 from services.common.infra import Proc
 from services.common.logging import configure
 from services.common.server import Server
@@ -95,7 +97,8 @@ ACCEPTED: list[int] = []  # sizes of accepted Solve calls (the test below checks
     qids=st.lists(ids, max_size=7),
     text=st.one_of(st.text(max_size=40), st.just(""), st.just("x" * 40_000)),
     policy=st.sampled_from(["optscale0", "bon", "sc", "nope", ""]),
-    n_max=st.one_of(st.integers(0, 12), st.integers(0, 2**32 - 1)),
+    # small, past the generators' max_k of 64 per call (split into several), and absurd
+    n_max=st.one_of(st.integers(0, 12), st.integers(65, 256), st.integers(0, 2**32 - 1)),
     alpha=floats,
     s_min=floats,
     temperature=floats,
@@ -106,6 +109,26 @@ ACCEPTED: list[int] = []  # sizes of accepted Solve calls (the test below checks
     text="What is 1+1?",
     policy="optscale0",
     n_max=4,
+    alpha=0.9,
+    s_min=0.5,
+    temperature=0.7,
+    max_tokens=64,
+)
+@example(  # OptScale^0's first wave at N_max 200 is 67 samples: more than one Generate call
+    qids=["wave"],
+    text="What is 2+2?",
+    policy="optscale0",
+    n_max=200,
+    alpha=0.9,
+    s_min=0.99,
+    temperature=0.7,
+    max_tokens=64,
+)
+@example(
+    qids=["bon100"],
+    text="What is 3+3?",
+    policy="bon",
+    n_max=100,
     alpha=0.9,
     s_min=0.5,
     temperature=0.7,
@@ -135,9 +158,13 @@ def test_submit_and_solve(
     results: list[Any] = []
     code = _code(lambda: results.extend(srv.stub.Solve(req, timeout=60)))
     assert code == grpc.StatusCode.OK or code in CLIENT_ERRORS, code
-    if code == grpc.StatusCode.OK:  # accepted: every question answered exactly once
+    if code == grpc.StatusCode.OK:  # accepted: every question answered exactly once...
         got = sorted(r.question_id for r in results)
         assert got == sorted(q.question_id for q in req.questions)
+        # ...and answered: Submit accepted the input, so a FAILED result (every sample
+        # refused, say) is a failure of the pipeline, not an answer
+        failed = [(r.question_id, r.status, r.stop_reason) for r in results]
+        assert all(r.status == events_pb2.RESULT_STATUS_DONE for r in results), failed
         ACCEPTED.append(len(got))
 
 

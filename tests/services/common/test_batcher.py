@@ -44,3 +44,35 @@ async def test_a_failing_batch_fails_its_callers_only() -> None:
     assert isinstance(bad, ValueError) and good == [1]
     with pytest.raises(InvalidArgumentError):
         MicroBatcher(run, max_batch=0)
+
+
+async def test_a_bad_item_fails_only_its_caller_in_a_shared_batch() -> None:
+    calls: list[list[int]] = []
+
+    async def run(xs: Sequence[int]) -> list[int]:
+        calls.append(list(xs))
+        if 13 in xs:
+            raise RuntimeError("CUDA out of memory")
+        return [x + 1 for x in xs]
+
+    b: MicroBatcher[int, int] = MicroBatcher(run, max_batch=8, max_wait=0.05)
+    outs = await asyncio.gather(
+        *(b.submit_many([x]) for x in (1, 2, 13, 4, 5, 6, 7, 8)), return_exceptions=True
+    )
+    assert isinstance(outs[2], RuntimeError)
+    assert [o for i, o in enumerate(outs) if i != 2] == [[2], [3], [5], [6], [7], [8], [9]]
+    assert len(calls[0]) == 8  # one shared batch first, then halves: at most 2n - 1 calls
+    assert len(calls) <= 2 * 8 - 1 and [13] in calls
+
+
+async def test_run_isolated_splits_down_to_the_failing_items() -> None:
+    from services.common.batcher import Failed, run_isolated
+
+    async def run(xs: Sequence[int]) -> list[int]:
+        if any(x < 0 for x in xs):
+            raise ValueError("negative")
+        return list(xs)
+
+    outs = await run_isolated(run, [1, -2, 3, 4, -5])
+    assert [o if not isinstance(o, Failed) else "F" for o in outs] == [1, "F", 3, 4, "F"]
+    assert await run_isolated(run, []) == []

@@ -7,24 +7,40 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
+
 from optscale.memory import RecordingPublisher
 from optscale.ports import GenerateRequest
 from optscale.v1 import events_pb2
 from services.controller.worker import ControllerWorker
+from services.generator.config import GeneratorConfig
 
 RESULTS, EVENTS = "results", "events"
 
 
+MAX_K = GeneratorConfig().max_k  # the generators' limit on k per Generate call (64)
+
+
 class HeldGenerator:
     """Records every Generate request; its streams stay open until cancelled (samples in
-    flight), which is what the controller's leases hold."""
+    flight), which is what the controller's leases hold. A request for more than ``MAX_K``
+    samples is refused as the real generator refuses it (``INVALID_ARGUMENT``)."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[GenerateRequest, int]] = []
         self.open = 0
+        self.refused = 0
 
     async def generate(self, req: GenerateRequest, *, epoch: int) -> AsyncIterator[str]:
         self.requests.append((req, epoch))
+        if req.k > MAX_K:
+            self.refused += 1
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                details=f"k: {req.k} must be in [1, {MAX_K}]",
+            )
         self.open += 1
         try:
             await asyncio.Event().wait()
@@ -76,6 +92,12 @@ def failed(q: str, index: int, *, epoch: int = 0) -> events_pb2.QuestionEvent:
     ev = events_pb2.QuestionEvent(question_id=q, schema_version=1)
     ev.sample_failed.sample_id, ev.sample_failed.epoch = f"{q}/{index}", epoch
     ev.sample_failed.reason = "test"
+    return ev
+
+
+def cancelled(q: str, reason: str = "by test") -> events_pb2.QuestionEvent:
+    ev = events_pb2.QuestionEvent(question_id=q, schema_version=1)
+    ev.cancelled.reason = reason
     return ev
 
 

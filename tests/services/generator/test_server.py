@@ -146,3 +146,32 @@ async def test_calls_beyond_max_inflight_wait_their_turn(serve: Any, log: Any) -
     watcher.cancel()
     assert [len(o) for o in outs] == [3] * 5  # everything ran, never more than 4 at once
     assert 3 <= peak <= 4 and servicer.inflight == 0
+
+
+async def test_samples_waiting_for_room_are_counted_as_queued_demand(serve: Any, log: Any) -> None:
+    """The autoscaler's demand metric: samples waiting under max_inflight are exported as
+    ``optscale_generator_queued_samples`` (in-flight ones as ..._inflight_samples), so a
+    saturated pool reports more demand than its capacity."""
+    from prometheus_client import REGISTRY
+
+    from tests.services.kafka_standin import until
+
+    def gauge(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    servicer = GeneratorServicer(Sim(seed=0, token_delay=0.05), log, max_inflight=4)
+    ch = await serve(
+        [SERVICE], lambda s: generator_pb2_grpc.add_GeneratorServicer_to_server(servicer, s)
+    )
+    stub = generator_pb2_grpc.GeneratorStub(ch)
+    queued0 = gauge("optscale_generator_queued_samples")
+    calls = [stub.Generate(_req(k=3, question_id=f"w{i}")) for i in range(3)]
+    firsts = [asyncio.create_task(c.read()) for c in calls]  # starts all three calls
+    await until(lambda: servicer.queued == 6)  # one call admitted (3 of 4 slots), two waiting
+    assert servicer.inflight == 3
+    assert gauge("optscale_generator_queued_samples") - queued0 == 6
+    for c in calls:
+        c.cancel()
+    await asyncio.gather(*firsts, return_exceptions=True)
+    await until(lambda: not servicer.queued and not servicer.inflight)
+    assert gauge("optscale_generator_queued_samples") == queued0

@@ -84,3 +84,35 @@ async def test_sim_backend_from_config_over_grpc(serve: Any, log: Any) -> None:
     assert all(0 <= s.score <= 1 and len(s.step_scores) == 3 for s in a.scored)
     with pytest.raises(Exception, match="backend"):
         make_backend(VerifierConfig(backend="orm"))
+
+
+class _OneBadApple:
+    """Confidence scores, except that a batch holding ``q/13`` raises (a non-OptScaleError
+    from the engine, e.g. a CUDA OOM on that candidate's length)."""
+
+    name = model_name = "bad-apple"
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    async def score_batch(self, items: Any) -> Any:
+        self.sizes.append(len(items))
+        if any(s.sample_id == "q/13" for _, s in items):
+            raise RuntimeError("CUDA out of memory")
+        return await Backend().score_batch(items)
+
+
+async def test_one_bad_candidate_fails_only_its_own_call(serve: Any, log: Any) -> None:
+    engine = _OneBadApple()
+    servicer = VerifierServicer(engine, log, max_batch=4, max_wait=1.0)
+    ch = await serve(
+        [SERVICE], lambda s: verifier_pb2_grpc.add_VerifierServicer_to_server(servicer, s)
+    )
+    stub = verifier_pb2_grpc.VerifierStub(ch)
+    calls = [stub.Score(verifier_pb2.ScoreRequest(candidates=[_cand(i)])) for i in (1, 13, 2, 3)]
+    good1, bad, good2, good3 = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(bad, grpc.aio.AioRpcError) and "CUDA" in (bad.details() or "")
+    for r, i in ((good1, 1), (good2, 2), (good3, 3)):
+        assert not isinstance(r, BaseException), r
+        assert [s.candidate.sample_id for s in r.scored] == [f"q/{i}"]
+    assert max(engine.sizes) > 1  # they did share a micro-batch
