@@ -9,22 +9,17 @@ from collections.abc import AsyncIterator
 import pytest
 
 from optscale.engines.generation.sim import Backend as Sim
-from optscale.engines.scoring.confidence import Backend as Confidence
 from optscale.v1 import events_pb2
 from services.common.infra import Proc
 from services.local import LocalPipeline
+from tests.integration.conftest import local_pipeline
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def stack(broker: Proc, redis_server: Proc) -> AsyncIterator[LocalPipeline]:
-    async with LocalPipeline(
-        f"127.0.0.1:{broker.port}",
-        f"redis://127.0.0.1:{redis_server.port}/0",
-        Sim(seed=5, max_k=64),
-        Confidence(),
-    ) as p:
+    async with local_pipeline(broker, redis_server, Sim(seed=5, max_k=64)) as p:
         yield p
 
 

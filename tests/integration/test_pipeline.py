@@ -18,18 +18,14 @@ from services.common import kafka
 from services.common.infra import Proc
 from services.controller.lease import LEASE_RETRIES
 from services.local import FAST_GROUP, LocalPipeline
+from tests.integration.conftest import local_pipeline
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def stack(broker: Proc, redis_server: Proc) -> AsyncIterator[LocalPipeline]:
-    async with LocalPipeline(
-        f"127.0.0.1:{broker.port}",
-        f"redis://127.0.0.1:{redis_server.port}/0",
-        Sim(seed=0, token_delay=0.0002),
-        Confidence(),
-    ) as p:
+    async with local_pipeline(broker, redis_server, Sim(seed=0, token_delay=0.0002)) as p:
         yield p
 
 
