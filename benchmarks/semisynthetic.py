@@ -66,330 +66,101 @@ on MATH-500 when its prediction is mapped to the truncated normal's mean/std and
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
-import json
-import math
+import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from scipy.special import expit, ndtr, ndtri
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from optscale.bon_curve import BonCurve
-from optscale.datasets import datasets_dir
-from optscale.grading import normalize_answer
-from optscale.pool_model import Pool, PoolQuestion, PoolSample
-from optscale.replay import sample_orders
+from semisynthetic_models import (
+    CAL_GAMMA,
+    CAL_HARD_BY_LEVEL,
+    CAL_HARD_SHIFT,
+    CAL_LEVEL,
+    CAL_TAU,
+    DISTRACTOR_P,
+    LEVEL_MEAN_TOKENS,
+    MAX_TOKENS,
+    MIN_TOKENS,
+    MODELS,
+    MU_MEAN,
+    MU_SD,
+    N_SAMPLES,
+    NOISY_A,
+    NOISY_B,
+    NOISY_KAPPA,
+    NOISY_TAU,
+    OTHER_WRONG,
+    PREDICTOR_ERROR,
+    QUESTION_TOKEN_SPREAD,
+    SAMPLE_TOKEN_SPREAD,
+    SIGMA_FLOOR,
+    TARGETS_FILE,
+    Row,
+    build_pool,
+    build_pools,
+    build_question,
+    load_rows,
+    noisy_priors,
+    p_correct,
+    scores_of,
+    tokens_of,
+    truncnorm_draw,
+)
+from semisynthetic_paper import (
+    PoolSummary,
+    majority_correct,
+    measure_predictor_error,
+    paper_bon,
+    paper_sc,
+    paper_table,
+    summary,
+    within_auroc,
+)
 
 __all__ = [
+    "CAL_GAMMA",
+    "CAL_HARD_BY_LEVEL",
+    "CAL_HARD_SHIFT",
+    "CAL_LEVEL",
+    "CAL_TAU",
+    "DISTRACTOR_P",
+    "LEVEL_MEAN_TOKENS",
+    "MAX_TOKENS",
+    "MIN_TOKENS",
     "MODELS",
+    "MU_MEAN",
+    "MU_SD",
+    "NOISY_A",
+    "NOISY_B",
+    "NOISY_KAPPA",
+    "NOISY_TAU",
     "N_SAMPLES",
+    "OTHER_WRONG",
     "PREDICTOR_ERROR",
+    "QUESTION_TOKEN_SPREAD",
+    "SAMPLE_TOKEN_SPREAD",
+    "SIGMA_FLOOR",
+    "TARGETS_FILE",
     "PoolSummary",
     "Row",
     "build_pool",
     "build_pools",
+    "build_question",
     "load_rows",
+    "majority_correct",
+    "measure_predictor_error",
     "noisy_priors",
+    "p_correct",
     "paper_bon",
     "paper_sc",
     "paper_table",
+    "scores_of",
     "summary",
+    "tokens_of",
+    "truncnorm_draw",
     "within_auroc",
 ]
-
-MODELS: tuple[str, ...] = ("calibrated", "noisy")
-N_SAMPLES = 64
-TARGETS_FILE = "optscale_prior_targets.jsonl"
-
-# tokens
-LEVEL_MEAN_TOKENS: Mapping[int, float] = {1: 1300.0, 2: 1900.0, 3: 2500.0, 4: 3100.0, 5: 3800.0}
-QUESTION_TOKEN_SPREAD = 0.35
-SAMPLE_TOKEN_SPREAD = 0.45
-MIN_TOKENS, MAX_TOKENS = 64, 10_000
-# calibrated: P(correct | s, q) = s ** g_q
-CAL_GAMMA, CAL_LEVEL, CAL_TAU, CAL_HARD_SHIFT = 0.25, 0.3, 1.0, 8.0
-CAL_HARD_BY_LEVEL: Mapping[int, float] = {1: 0.0125, 2: 0.025, 3: 0.05, 4: 0.0875, 5: 0.15}
-# noisy: logit p_q = A + B (mu - MU_MEAN) / MU_SD + TAU z; P = sigmoid(logit p_q + KAPPA s_std)
-NOISY_A, NOISY_B, NOISY_TAU, NOISY_KAPPA = 5.5, 1.0, 3.5, 0.5
-MU_MEAN, MU_SD = 0.929, 0.0563
-# answers of wrong samples
-DISTRACTOR_P, OTHER_WRONG = 0.9, 8
-# OptScale^t prior noise: (bias, sd) of the predictor's error on MATH-500, mean and std scale
-PREDICTOR_ERROR: Mapping[str, tuple[float, float]] = {
-    "mu": (0.026, 0.051),
-    "sigma": (-0.028, 0.031),
-}
-SIGMA_FLOOR = 0.005
-
-_STREAMS = {"scores": 0, "tokens": 1, "latent": 2, "correct": 3, "answers": 4, "prior": 5}
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One MATH-500 question with the paper's PRM score statistics."""
-
-    question_id: str  # MATH unique_id
-    question: str
-    answer: str
-    level: int
-    mu: float
-    sigma: float
-
-
-def load_rows(path: str | Path | None = None, *, split: str = "val") -> list[Row]:
-    """The ``split`` rows of ``optscale_prior_targets.jsonl`` (``val`` = MATH-500)."""
-    p = Path(path) if path is not None else datasets_dir() / TARGETS_FILE
-    out: list[Row] = []
-    for line in p.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        r = json.loads(line)
-        if r["split"] != split:
-            continue
-        level = r.get("level")
-        out.append(
-            Row(
-                str(r["unique_id"]),
-                str(r["question"]),
-                str(r["answer"]),
-                int(level) if level is not None else 3,
-                float(r["prm_mu"]),
-                float(r["prm_sigma"]),
-            )
-        )
-    return out
-
-
-def _rng(seed: int, qid: str, stream: str) -> np.random.Generator:
-    h = hashlib.sha256(f"semisynthetic:{seed}:{qid}:{_STREAMS[stream]}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(h[:8], "big"))
-
-
-def truncnorm_draw(rng: np.random.Generator, mu: float, sigma: float, n: int) -> np.ndarray:
-    """``n`` draws of N(mu, sigma^2) truncated to [0, 1] by the inverse CDF."""
-    lo, hi = ndtr(-mu / sigma), ndtr((1.0 - mu) / sigma)
-    u = lo + (hi - lo) * rng.random(n)
-    x = mu + sigma * ndtri(np.clip(u, 1e-300, 1.0 - 1e-16))
-    return np.asarray(np.clip(x, 0.0, 1.0), dtype=float)
-
-
-def scores_of(row: Row, seed: int, n: int = N_SAMPLES) -> np.ndarray:
-    return truncnorm_draw(_rng(seed, row.question_id, "scores"), row.mu, max(row.sigma, 1e-3), n)
-
-
-def tokens_of(row: Row, seed: int, n: int = N_SAMPLES) -> np.ndarray:
-    rng = _rng(seed, row.question_id, "tokens")
-    q, s = QUESTION_TOKEN_SPREAD, SAMPLE_TOKEN_SPREAD
-    mean = LEVEL_MEAN_TOKENS.get(row.level, 2500.0) * math.exp(
-        q * rng.standard_normal() - q * q / 2
-    )
-    t = mean * np.exp(s * rng.standard_normal(n) - s * s / 2)
-    return np.clip(np.rint(t), MIN_TOKENS, MAX_TOKENS).astype(int)
-
-
-def p_correct(model: str, row: Row, scores: np.ndarray, seed: int) -> np.ndarray:
-    """P(correct | score, question) of every sample under ``model`` (see the module doc)."""
-    rng = _rng(seed, row.question_id, "latent")
-    z = float(rng.standard_normal())
-    hard = float(rng.random() < CAL_HARD_BY_LEVEL.get(row.level, 0.04))
-    if model == "calibrated":
-        g = CAL_GAMMA * math.exp(CAL_LEVEL * (row.level - 3) + CAL_TAU * z + CAL_HARD_SHIFT * hard)
-        return np.asarray(np.power(scores, g), dtype=float)
-    if model == "noisy":
-        logit_p = NOISY_A + NOISY_B * (row.mu - MU_MEAN) / MU_SD + NOISY_TAU * z
-        std = (scores - row.mu) / max(row.sigma, 1e-3)
-        return np.asarray(expit(logit_p + NOISY_KAPPA * std), dtype=float)
-    raise ValueError(f"unknown correctness model {model!r} (one of {', '.join(MODELS)})")
-
-
-def build_question(model: str, row: Row, seed: int, n: int = N_SAMPLES) -> PoolQuestion:
-    scores = scores_of(row, seed, n)
-    tokens = tokens_of(row, seed, n)
-    p = p_correct(model, row, scores, seed)
-    correct = _rng(seed, row.question_id, "correct").random(n) < p
-    ra = _rng(seed, row.question_id, "answers")
-    distractor = ra.random(n) < DISTRACTOR_P
-    other = ra.integers(1, OTHER_WRONG + 1, n)
-    samples = [
-        PoolSample(
-            sample_id=f"{row.question_id}/{i}",
-            answer=row.answer if correct[i] else f"wrong{0 if distractor[i] else int(other[i])}",
-            correct=bool(correct[i]),
-            score=float(scores[i]),
-            tokens=int(tokens[i]),
-        )
-        for i in range(n)
-    ]
-    return PoolQuestion(row.question_id, row.answer, samples, row.question)
-
-
-def build_pool(
-    model: str,
-    *,
-    seed: int = 0,
-    rows: Sequence[Row] | None = None,
-    limit: int | None = None,
-    n: int = N_SAMPLES,
-) -> Pool:
-    """MATH-500 x ``n`` pool under correctness ``model`` (``limit``: the first questions)."""
-    if model not in MODELS:
-        raise ValueError(f"unknown correctness model {model!r} (one of {', '.join(MODELS)})")
-    rs = list(rows if rows is not None else load_rows())
-    if limit is not None:
-        rs = rs[:limit]
-    return Pool(f"math500x{n}-{model}", [build_question(model, r, seed, n) for r in rs])
-
-
-def build_pools(
-    models: Sequence[str] = MODELS, *, seed: int = 0, limit: int | None = None
-) -> list[Pool]:
-    rows = load_rows()
-    return [build_pool(m, seed=seed, rows=rows, limit=limit) for m in models]
-
-
-def noisy_priors(
-    rows: Sequence[Row], *, seed: int = 0, error: Mapping[str, tuple[float, float]] | None = None
-) -> dict[str, tuple[float, float]]:
-    """OptScale^t priors: the question's own (mu, sigma) + the predictor's measured error."""
-    err = error or PREDICTOR_ERROR
-    (bm, sm), (bs, ss) = err["mu"], err["sigma"]
-    out: dict[str, tuple[float, float]] = {}
-    for r in rows:
-        e = _rng(seed, r.question_id, "prior").standard_normal(2)
-        out[r.question_id] = (r.mu + bm + sm * e[0], max(SIGMA_FLOOR, r.sigma + bs + ss * e[1]))
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# the paper's numbers and a summary
-
-
-def paper_table(method: str, root: Path | None = None) -> dict[int, tuple[float, float]]:
-    """MATH-500 ``{N: (accuracy %, tokens)}`` of the rows of ``results/results_table.csv``
-    whose name starts with ``method`` (e.g. ``Best-of-N``, ``Self-Consistency``)."""
-    table = (root or datasets_dir()) / "optscale_official" / "results" / "results_table.csv"
-    out: dict[int, tuple[float, float]] = {}
-    with table.open(encoding="utf-8") as f:
-        for rec in csv.DictReader(f):
-            name = rec.get("Baseline") or ""
-            if name.startswith(method) and "$N=" in name:
-                n = int(name.split("$N=")[1].split("$")[0])
-                out[n] = (float(rec["MATH500 acc."]), float(rec["MATH500 token."]))
-    return out
-
-
-def paper_bon(root: Path | None = None) -> dict[int, tuple[float, float]]:
-    """MATH-500 BoN(N) of the paper: ``{N: (accuracy %, tokens per question)}`` from the
-    per-N results file, checked against (and completed by) ``results/results_table.csv``."""
-    base = (root or datasets_dir()) / "optscale_official"
-    out: dict[int, tuple[float, float]] = {}
-    per_n = base / "BoN_OptScale" / "MATH500_BoN_results.json"
-    if per_n.is_file():
-        for r in json.loads(per_n.read_text(encoding="utf-8")):
-            out[int(r["N"])] = (100.0 * float(r["accuracy"]), float(r["token_count"]))
-    for n, (acc, tok) in paper_table("Best-of-N", root).items():
-        if n in out and abs(out[n][0] - acc) > 0.05:
-            raise ValueError(f"paper BoN@{n}: table {acc} vs per-N file {out[n][0]}")
-        out.setdefault(n, (acc, tok))
-    return dict(sorted(out.items()))
-
-
-def paper_sc(root: Path | None = None) -> dict[int, tuple[float, float]]:
-    """MATH-500 majority vote SC(N) of the paper, ``{N: (accuracy %, tokens)}``: the per-N
-    file ``SC/MATH500_maj_vote_results.json`` (item N-1), completed by the table."""
-    base = (root or datasets_dir()) / "optscale_official"
-    out: dict[int, tuple[float, float]] = {}
-    per_n = base / "SC" / "MATH500_maj_vote_results.json"
-    if per_n.is_file():
-        for i, r in enumerate(json.loads(per_n.read_text(encoding="utf-8")), 1):
-            out[i] = (100.0 * float(r["accuracy"]), float(r["average_token_count"]))
-    for n, v in paper_table("Self-Consistency", root).items():
-        out.setdefault(n, v)
-    return dict(sorted(out.items()))
-
-
-def majority_correct(samples: Sequence[PoolSample], reference: str | None) -> bool:
-    """Majority vote over ``samples`` (ties: the answer whose best sample scores higher, as
-    :func:`optscale.policies.choose_majority`) is right."""
-    votes: dict[str, tuple[int, float, bool]] = {}
-    for s in samples:
-        if s.answer is None:
-            continue
-        key = normalize_answer(s.answer)
-        n, best, ok = votes.get(key, (0, -1.0, False))
-        votes[key] = (n + 1, max(best, s.score), ok or s.correct)
-    if not votes:
-        return False
-    top = max(votes.values(), key=lambda v: (v[0], v[1]))
-    return top[2]
-
-
-@dataclass(frozen=True, slots=True)
-class PoolSummary:
-    sample_accuracy: float
-    tokens_per_sample: float
-    bon: dict[int, tuple[float, float]]  # k -> (accuracy, tokens per question)
-    sc: dict[int, float]  # k -> majority vote accuracy over the first k of each order
-    sc_all: float  # majority vote over all samples
-    auroc: float  # within-question AUROC of the score for correctness (mixed questions)
-
-
-def within_auroc(pool: Pool) -> float:
-    """Mean over questions with right and wrong samples of P(score right > score wrong)."""
-    out: list[float] = []
-    for q in pool.questions:
-        c = np.array([s.correct for s in q.samples])
-        sc = np.array([s.score for s in q.samples])
-        if 0 < c.sum() < len(c):
-            pos, neg = sc[c], sc[~c]
-            gt = (pos[:, None] > neg[None, :]).mean()
-            eq = (pos[:, None] == neg[None, :]).mean()
-            out.append(float(gt + eq / 2))
-    return float(np.mean(out)) if out else float("nan")
-
-
-def summary(pool: Pool, orders: int, seed: int = 0) -> PoolSummary:
-    """Per-sample accuracy, BoN(k) over ``orders`` orders (as replay draws them), SC@all."""
-    curve = BonCurve(pool.min_samples)
-    ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= pool.min_samples]
-    sc = dict.fromkeys(ks, 0.0)
-    for q in pool.questions:
-        for o in sample_orders(q, orders, seed):
-            curve.add(o)
-            for k in ks:
-                sc[k] += majority_correct(o[:k], q.reference)
-    n = pool.n_samples()
-    episodes = len(pool.questions) * orders
-    return PoolSummary(
-        sample_accuracy=sum(s.correct for q in pool.questions for s in q.samples) / n,
-        tokens_per_sample=sum(s.tokens for q in pool.questions for s in q.samples) / n,
-        bon={k: (acc, tok) for k, tok, acc in curve.points()},
-        sc={k: v / episodes for k, v in sc.items()},
-        sc_all=sum(majority_correct(q.samples, q.reference) for q in pool.questions)
-        / len(pool.questions),
-        auroc=within_auroc(pool),
-    )
-
-
-def measure_predictor_error() -> dict[str, tuple[float, float]]:
-    """Bias and spread of the committed predictor's error on MATH-500 (mean/std scale)."""
-    from optscale.stats import truncnorm_moments
-    from services.predictor.model import TrainedPredictor
-    from services.predictor.server import DEFAULT_MODEL_DIR
-
-    rows = load_rows()
-    p = TrainedPredictor(DEFAULT_MODEL_DIR)
-    pred: list[tuple[float, float]] = []
-    for i in range(0, len(rows), 64):
-        pred += p.predict_sync([r.question for r in rows[i : i + 64]])
-    mom = np.array([truncnorm_moments(m, max(s, 1e-3)) for m, s in pred])
-    em = mom[:, 0] - np.array([r.mu for r in rows])
-    es = mom[:, 1] - np.array([r.sigma for r in rows])
-    return {"mu": (float(em.mean()), float(em.std())), "sigma": (float(es.mean()), float(es.std()))}
 
 
 def main() -> None:
