@@ -1,23 +1,47 @@
 """GGUF models through llama-cpp-python: the CPU default.
 
-One ``Llama`` instance decodes one sequence at a time on a dedicated worker thread; the k
-samples of a request are decoded one after the other (the prompt's KV cache is reused between
-them by llama.cpp's prefix matching). Abort is first-class: every sample has an
-:class:`threading.Event` that the decode loop checks after each token, so a cancelled request
-stops within one decode step. Token log-probs come from the raw logits of each step through a
-logits processor (asking the completion API for ``logprobs`` makes decoding ~7x slower).
-Sampling is plain temperature + top-p (llama.cpp's default top-k 40 and min-p 0.05 are off).
+The k > 1 samples of a request decode as parallel sequences of one llama.cpp context: the
+prompt but its last token is prefilled once into sequence 0 and copied to each sample's
+sequence (``llama_memory_seq_cp``); then every step is one multi-sequence ``llama_batch`` with
+one token per live sequence (the prompt's last token first), so the weights are read once per
+step for all the samples instead of once per token. Each sequence has its own KV stream
+(``kv_unified = false``): it attends over its own cells, laid out as they would be alone (a
+unified cache interleaves the sequences' cells, which changes the floating-point sums). Each
+has its own sampler chain too, the one ``Llama.generate`` builds, seeded ``params.seed + i``
+for sample i. So where llama.cpp's CPU matmul gives a row the same result alone and among
+others (SmolLM2's Q4_1), a batched sample is bit for bit the one-at-a-time sample, at any
+temperature; with repacked Q4_K weights (Qwen) rows are computed 4 at a time, a little
+differently, so samples differ from one at a time while staying deterministic. Finished
+sequences leave the batch and free their stream for a waiting sample (k > ``n_parallel``, or
+fewer streams fit in ``batch_n_ctx``). The batched context is made by the first batched request
+and sized from it (``width + 1`` streams of prompt + budget cells), made again larger when a
+request needs more; the prompt stays in sequence 0, so the next request for the same question
+does not prefill it again.
+
+One sample at a time (``Llama.generate``, the prompt's KV cache reused by prefix matching)
+serves k == 1, ``n_parallel=1``, recurrent models and requests of which two samples do not fit
+in ``batch_n_ctx`` (logged).
+
+Samples are yielded in index order. Abort is first-class: every request has a
+:class:`threading.Event` that the decode loop checks after each step and before each sampled
+token, so a cancelled request stops all its sequences within one decode step. Token log-probs
+come from the raw logits of each step (asking the completion API for ``logprobs`` makes
+decoding ~7x slower). Sampling is plain temperature + top-p (llama.cpp's default top-k 40 and
+min-p 0.05 are off).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from optscale.engines.generation.base import (
@@ -35,6 +59,9 @@ CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endfor %}<|im_start|>assistant\n"
 )
+PENALTY_LAST_N = 64  # Llama's last_n_tokens_size: the penalties sampler is a no-op (1.0 / 0 / 0)
+
+_log = logging.getLogger(__name__)
 
 
 class Backend:
@@ -49,8 +76,14 @@ class Backend:
         seed: int = 0,
         max_k: int = 64,
         max_tokens: int = 4096,
+        n_parallel: int = 16,
+        batch_n_ctx: int | None = None,
     ) -> None:
+        """``n_ctx``: context of one sample (prompt + completion), as before. ``n_parallel``:
+        most sequences decoded together (1 = always one at a time). ``batch_n_ctx``: most KV
+        cells of the batched context (default ``4 * n_ctx``)."""
         from llama_cpp import Llama, LogitsProcessorList
+        from llama_cpp import llama_cpp as ll
 
         self._processors = LogitsProcessorList
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -59,10 +92,13 @@ class Backend:
         self.model_name = path.name
         self.max_k = max_k
         self.max_tokens = max_tokens
+        self.n_parallel = n_parallel
+        self.batch_n_ctx = batch_n_ctx or 4 * n_ctx
+        self._n_threads = n_threads or os.cpu_count() or 1
         self._llm = Llama(
             model_path=str(path),
             n_ctx=n_ctx,
-            n_threads=n_threads or os.cpu_count() or 1,
+            n_threads=self._n_threads,
             seed=seed,
             verbose=False,
         )
@@ -73,35 +109,98 @@ class Backend:
             ids = self._llm.tokenize(special.encode(), add_bos=False, special=True)
             if len(ids) == 1:
                 self._stop_ids.add(ids[0])
+        model_p = self._llm.model
+        recurrent = ll.llama_model_is_recurrent(model_p) or ll.llama_model_is_hybrid(model_p)
+        self._can_batch = not recurrent
+        self._max_width = int(ll.llama_max_parallel_sequences()) - 1  # sequence 0: the prompt
+        if not self._can_batch and n_parallel > 1:
+            _log.warning(
+                "llamacpp: %s keeps recurrent state: samples decode one at a time", path.name
+            )
+        self._par: _Parallel | None = None  # the batched context, created when first needed
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="llamacpp")
         self._rng = random.Random(seed)
         self.tokens_total = 0
         self.tokens_after_abort = 0  # decoded after an abort was requested (benchmark)
+        self.batched_samples = 0  # samples decoded as parallel sequences
 
     def prompt_tokens(self, prompt: str) -> list[int]:
         text = self._format(messages=[{"role": "user", "content": prompt}]).prompt
         return list(self._llm.tokenize(text.encode(), add_bos=False, special=True))
 
+    def _budget(self, p: SamplingParams, n_prompt: int) -> int:
+        """Completion tokens of one sample: max_tokens, or what is left of its context."""
+        return min(p.max_tokens, self._llm.n_ctx() - n_prompt - 1)
+
+    def batch_width(self, k: int, n_prompt: int, p: SamplingParams) -> int:
+        """Sequences decoded together for k samples (< 2: one at a time). Each holds a copy
+        of the prompt and a whole sample; one more holds the prompt alone."""
+        budget = self._budget(p, n_prompt)
+        if k < 2 or self.n_parallel < 2 or not self._can_batch or budget <= 0:
+            return 1
+        fits = self.batch_n_ctx // _seq_cells(n_prompt, budget) - 1
+        return max(1, min(k, self.n_parallel, fits, self._max_width))
+
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GeneratedSample]:
         validate_request(request, max_k=self.max_k, max_tokens=self.max_tokens)
         loop = asyncio.get_running_loop()
         tokens = await loop.run_in_executor(self._pool, self.prompt_tokens, request.prompt)
-        for i in range(request.k):
-            seed = (
-                request.params.seed + i
-                if request.params.seed is not None
-                else self._rng.randrange(2**31)
+        p = request.params
+        seeds = [
+            p.seed + i if p.seed is not None else self._rng.randrange(2**31)
+            for i in range(request.k)
+        ]
+        width = self.batch_width(request.k, len(tokens), p)
+        budget = self._budget(p, len(tokens))
+        if width < 2 and request.k > 1 and self.n_parallel > 1 and self._can_batch and budget > 0:
+            _log.warning(
+                "llamacpp: %s: %d samples decode one at a time: 3 sequences (the prompt's and "
+                "2 samples) of %d prompt + %d completion tokens exceed batch_n_ctx=%d",
+                request.question_id,
+                request.k,
+                len(tokens),
+                budget,
+                self.batch_n_ctx,
             )
-            abort = threading.Event()
-            fut = loop.run_in_executor(
-                self._pool, self._decode, request, i, tokens, request.params, seed, abort
-            )
+        if width < 2:
+            for i in range(request.k):
+                abort = threading.Event()
+                fut = loop.run_in_executor(
+                    self._pool, self._decode, request, i, tokens, p, seeds[i], abort
+                )
+                try:
+                    sample = await asyncio.shield(fut)
+                except BaseException:  # cancelled or closed: stop the engine, then re-raise
+                    abort.set()
+                    raise
+                yield sample
+            return
+
+        abort = threading.Event()
+        queue: asyncio.Queue[tuple[int, GeneratedSample | None]] = asyncio.Queue()
+
+        def emit(i: int, sample: GeneratedSample | None) -> None:
             try:
-                sample = await asyncio.shield(fut)
-            except BaseException:  # cancelled or closed: stop the engine, then re-raise
-                abort.set()
-                raise
-            yield sample
+                loop.call_soon_threadsafe(queue.put_nowait, (i, sample))
+            except RuntimeError:  # the event loop is closed: nobody is listening
+                pass
+
+        job = loop.run_in_executor(
+            self._pool, self._run_batched, request, tokens, seeds, width, abort, emit
+        )
+        try:
+            ready: dict[int, GeneratedSample] = {}
+            for i in range(request.k):
+                while i not in ready:
+                    j, done = await queue.get()
+                    if done is None:  # the engine stopped early: surface its error
+                        await job
+                        raise RuntimeError("llamacpp: batched decode ended without all samples")
+                    ready[j] = done
+                yield ready.pop(i)
+        except BaseException:  # cancelled or closed: stop every sequence, then re-raise
+            abort.set()
+            raise
 
     def _decode(
         self,
@@ -112,12 +211,13 @@ class Backend:
         seed: int,
         abort: threading.Event,
     ) -> GeneratedSample:
+        """One sample alone (``Llama.generate``)."""
         import numpy as np
 
         t0 = time.perf_counter()
         llm = self._llm
         llm.set_seed(seed)
-        budget = min(p.max_tokens, llm.n_ctx() - len(prompt) - 1)
+        budget = self._budget(p, len(prompt))
         summary = LogprobSummary()
         last_logits: list[Any] = [None]
 
@@ -130,6 +230,7 @@ class Backend:
         if abort.is_set():
             reason = "aborted"
         elif budget > 0:
+            self._prefill_head(prompt)
             gen = llm.generate(
                 prompt,
                 top_k=0,
@@ -155,7 +256,36 @@ class Backend:
                     summary.add(lp, piece, sc)
                 if len(out) >= budget:
                     break
-        text = llm.detokenize(out).decode("utf-8", errors="replace")
+        return self._sample(req, i, out, reason, summary, t0, len(prompt))
+
+    def _prefill_head(self, prompt: list[int]) -> None:
+        """Put the prompt but its last token in the context, so ``Llama.generate`` decodes
+        that token alone for every sample, as the batched path does for every sequence: a
+        token decoded with others of its sequence gets slightly different logits (llama.cpp's
+        CPU kernels), so otherwise sample 0 could differ from samples 1.. at temperature 0."""
+        llm = self._llm
+        head = prompt[:-1]
+        cached = llm.input_ids[: llm.n_tokens]
+        same = 0
+        for a, b in zip(cached, head, strict=False):
+            if a != b:
+                break
+            same += 1
+        if same < len(head):
+            llm.n_tokens = same
+            llm.eval(head[same:])
+
+    def _sample(
+        self,
+        req: GenerateRequest,
+        i: int,
+        out: list[int],
+        reason: str,
+        summary: LogprobSummary,
+        t0: float,
+        n_prompt: int,
+    ) -> GeneratedSample:
+        text = self._llm.detokenize(out).decode("utf-8", errors="replace")
         mean_lp, certainty, steps = summary.finish()
         return GeneratedSample(
             question_id=req.question_id,
@@ -168,9 +298,273 @@ class Backend:
             self_certainty=certainty,
             step_logprobs=steps,
             gen_seconds=time.perf_counter() - t0,
-            prompt_tokens=len(prompt),
+            prompt_tokens=n_prompt,
         )
+
+    def _run_batched(
+        self,
+        req: GenerateRequest,
+        prompt: list[int],
+        seeds: list[int],
+        width: int,
+        abort: threading.Event,
+        emit: Callable[[int, GeneratedSample | None], None],
+    ) -> None:
+        try:
+            self._decode_batched(req, prompt, seeds, width, abort, emit)
+        finally:
+            emit(-1, None)
+
+    def _decode_batched(
+        self,
+        req: GenerateRequest,
+        prompt: list[int],
+        seeds: list[int],
+        width: int,
+        abort: threading.Event,
+        emit: Callable[[int, GeneratedSample | None], None],
+    ) -> None:
+        """The k samples as parallel sequences: ``width`` live at a time, one token each per
+        step; a finished sequence's slot goes to the next waiting sample."""
+        started = time.perf_counter()
+        p = req.params
+        n_prompt = len(prompt)
+        budget = self._budget(p, n_prompt)
+        if self._par is None:
+            self._par = _Parallel(self._llm, self._n_threads)
+        par = self._par
+        par.reserve(width, _seq_cells(n_prompt, budget), self.batch_n_ctx)
+        waiting = deque(range(req.k))
+        live: list[_Seq] = []
+        slots = list(range(width, 0, -1))  # sequence ids 1..width; 0 holds the prompt
+        try:
+            if abort.is_set():  # cancelled while it waited for the engine
+                return
+            par.prefill(prompt[:-1])
+            while waiting or live:
+                if abort.is_set():
+                    return
+                while waiting and slots:
+                    i = waiting.popleft()
+                    seq = _Seq(i, slots.pop(), par.sampler(p, seeds[i]), prompt[-1], n_prompt - 1)
+                    if i < width:  # the first ones waited for the prefill
+                        seq.t0 = started
+                    par.start(seq.slot)
+                    live.append(seq)
+                    self.batched_samples += 1
+                par.decode([(s.token, s.pos, s.slot) for s in live])
+                finished: list[_Seq] = []
+                for row, s in enumerate(live):
+                    if abort.is_set():
+                        return
+                    tok = par.sample(s.sampler, row)
+                    self.tokens_total += 1
+                    if abort.is_set():
+                        self.tokens_after_abort += 1
+                        return
+                    if tok in self._stop_ids:
+                        s.reason = "stop"
+                        finished.append(s)
+                        continue
+                    s.out.append(tok)
+                    piece = self._llm.detokenize([tok]).decode("utf-8", errors="ignore")
+                    lp, sc = log_softmax_at(par.logits(row), tok)
+                    s.summary.add(lp, piece, sc)
+                    if len(s.out) >= budget:
+                        s.reason = "length"
+                        finished.append(s)
+                        continue
+                    s.token, s.pos = tok, s.pos + 1
+                for s in finished:  # after the step: no token is counted once a sample is out
+                    live.remove(s)
+                    par.end(s.slot)
+                    par.free_sampler(s.sampler)
+                    slots.append(s.slot)
+                    emit(s.i, self._sample(req, s.i, s.out, s.reason, s.summary, s.t0, n_prompt))
+        finally:
+            for s in live:
+                par.free_sampler(s.sampler)
+            par.release()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._par is not None:
+            self._par.close()  # before the model it was made from
+            self._par = None
         self._llm.close()
+
+
+_CELL_PAD = 256  # llama.cpp pads context sizes to this
+
+
+def _round_up(n: int, to: int) -> int:
+    return -(-n // to) * to
+
+
+def _seq_cells(n_prompt: int, budget: int) -> int:
+    """KV cells of one sample's sequence: the prompt and every sampled token but the last."""
+    return _round_up(n_prompt + budget - 1, _CELL_PAD)
+
+
+@dataclass(slots=True)
+class _Seq:
+    """One sample being decoded: its sequence id, sampler and the token to decode next."""
+
+    i: int
+    slot: int
+    sampler: Any
+    token: int
+    pos: int
+    t0: float = field(default_factory=time.perf_counter)
+    out: list[int] = field(default_factory=list)
+    summary: LogprobSummary = field(default_factory=LogprobSummary)
+    reason: str = "length"
+
+
+class _Parallel:
+    """A multi-sequence llama.cpp context on the backend's model (low-level bindings).
+
+    One KV stream per sequence (``kv_unified = false``): sequence 0 holds a prompt without its
+    last token; sequences 1..n_seq are the samples, each a copy of sequence 0
+    (``llama_memory_seq_cp`` across streams copies the stream) that decodes the prompt's last
+    token first. Made with the one-at-a-time context's parameters (threads aside), so a token
+    sees the same model settings in both."""
+
+    def __init__(self, llm: Any, n_threads: int) -> None:
+        from llama_cpp import llama_cpp as ll
+
+        self._ll = ll
+        self._model = llm.model
+        self._base = ll.llama_context_params.from_buffer_copy(llm.context_params)
+        self._n_threads = n_threads
+        self.n_vocab = int(llm.n_vocab())
+        self.n_batch = int(self._base.n_batch)
+        self._batch: Any = None
+        self._batch_rows = 0
+        self.ctx: Any = None
+        self._mem: Any = None
+        self.n_seq = 0  # sample sequences the context holds (sequence 0: the prompt)
+        self.seq_cells = 0  # KV cells of each sequence
+        self.root: list[int] = []  # tokens of sequence 0, from position 0
+        self.prefilled = 0  # prompt tokens decoded into sequence 0
+
+    def reserve(self, n_seq: int, seq_cells: int, most: int) -> None:
+        """Make the context hold ``n_seq`` sample sequences of ``seq_cells`` KV cells each
+        (beside the prompt's), keeping the current one if it is large enough. A new context
+        is as large as both when that fits in ``most`` cells; it drops the cached prompt."""
+        if self.ctx is not None and self.n_seq >= n_seq and self.seq_cells >= seq_cells:
+            return
+        ll = self._ll
+        seq_cells = _round_up(seq_cells, _CELL_PAD)
+        both = (max(n_seq, self.n_seq), max(seq_cells, self.seq_cells))
+        if (both[0] + 1) * both[1] <= most:
+            n_seq, seq_cells = both
+        self._free_ctx()
+        if self._batch_rows < max(self.n_batch, n_seq):
+            if self._batch is not None:
+                ll.llama_batch_free(self._batch)
+            self._batch_rows = max(self.n_batch, n_seq)
+            self._batch = ll.llama_batch_init(self._batch_rows, 0, 1)
+        params = ll.llama_context_params.from_buffer_copy(self._base)
+        params.n_seq_max = n_seq + 1
+        params.n_ctx = (n_seq + 1) * seq_cells
+        params.kv_unified = False  # one stream per sequence: each attends over its own cells
+        params.n_threads = params.n_threads_batch = self._n_threads
+        ctx = ll.llama_init_from_model(self._model, params)
+        if ctx is None:
+            raise RuntimeError(f"llamacpp: cannot create a {params.n_ctx}-cell batched context")
+        self.ctx, self._mem = ctx, ll.llama_get_memory(ctx)
+        self.n_seq, self.seq_cells = n_seq, int(ll.llama_n_ctx_seq(ctx))
+        self.root = []
+
+    def prefill(self, prefix: Sequence[int]) -> None:
+        """Make sequence 0 hold exactly ``prefix``, decoding only what the cache lacks."""
+        ll = self._ll
+        keep = 0
+        for a, b in zip(self.root, prefix, strict=False):
+            if a != b:
+                break
+            keep += 1
+        if not ll.llama_memory_seq_rm(self._mem, 0, keep, -1):  # also what a failure left
+            ll.llama_memory_clear(self._mem, True)
+            keep = 0
+        self.root = list(prefix[:keep])
+        for start in range(keep, len(prefix), self.n_batch):
+            chunk = prefix[start : start + self.n_batch]
+            self.root = []  # unknown if the decode fails half-way
+            self._decode([(t, start + j, 0) for j, t in enumerate(chunk)], outputs=False)
+            self.prefilled += len(chunk)
+            self.root = list(prefix[: start + len(chunk)])
+
+    def start(self, seq: int) -> None:
+        self._ll.llama_memory_seq_cp(self._mem, 0, seq, -1, -1)
+
+    def end(self, seq: int) -> None:
+        self._ll.llama_memory_seq_rm(self._mem, seq, -1, -1)
+
+    def release(self) -> None:
+        """Empty every sample's sequence (the prompt's stays)."""
+        if self._mem is not None:
+            for seq in range(1, self.n_seq + 1):
+                self._ll.llama_memory_seq_rm(self._mem, seq, -1, -1)
+
+    def decode(self, rows: Sequence[tuple[int, int, int]]) -> None:
+        """One step: (token, position, sequence) per row, logits for every row."""
+        self._decode(rows, outputs=True)
+
+    def _decode(self, rows: Sequence[tuple[int, int, int]], *, outputs: bool) -> None:
+        b = self._batch
+        b.n_tokens = len(rows)
+        for j, (tok, pos, seq) in enumerate(rows):
+            b.token[j] = tok
+            b.pos[j] = pos
+            b.n_seq_id[j] = 1
+            b.seq_id[j][0] = seq
+            b.logits[j] = outputs
+        rc = self._ll.llama_decode(self.ctx, b)
+        if rc != 0:
+            raise RuntimeError(f"llamacpp: llama_decode returned {rc} ({len(rows)} tokens)")
+
+    def sampler(self, p: SamplingParams, seed: int) -> Any:
+        """The chain ``Llama.generate`` builds for top_k=0, min_p=0, repeat_penalty=1."""
+        ll = self._ll
+        chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        parts = [ll.llama_sampler_init_penalties(self.n_vocab, PENALTY_LAST_N, 1.0, 0.0, 0.0)]
+        if p.temperature == 0.0:
+            parts.append(ll.llama_sampler_init_greedy())
+        else:
+            parts += [
+                ll.llama_sampler_init_top_k(0),
+                ll.llama_sampler_init_typical(1.0, 1),
+                ll.llama_sampler_init_top_p(p.top_p, 1),
+                ll.llama_sampler_init_min_p(0.0, 1),
+                ll.llama_sampler_init_temp(p.temperature),
+                ll.llama_sampler_init_dist(seed & 0xFFFFFFFF),
+            ]
+        for part in parts:
+            ll.llama_sampler_chain_add(chain, part)
+        return chain
+
+    def free_sampler(self, chain: Any) -> None:
+        self._ll.llama_sampler_free(chain)
+
+    def sample(self, chain: Any, row: int) -> int:
+        return int(self._ll.llama_sampler_sample(chain, self.ctx, row))
+
+    def logits(self, row: int) -> Any:
+        """Raw logits of one row of the last step (a view: read before the next step)."""
+        import numpy as np
+
+        return np.ctypeslib.as_array(self._ll.llama_get_logits_ith(self.ctx, row), (self.n_vocab,))
+
+    def _free_ctx(self) -> None:
+        if self.ctx is not None:
+            self._ll.llama_free(self.ctx)
+            self.ctx, self._mem, self.root = None, None, []
+            self.n_seq = self.seq_cells = 0
+
+    def close(self) -> None:
+        self._free_ctx()
+        if self._batch is not None:
+            self._ll.llama_batch_free(self._batch)
+            self._batch = None
