@@ -39,9 +39,8 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from optscale.engines.generation.base import (
@@ -49,6 +48,11 @@ from optscale.engines.generation.base import (
     log_softmax_at,
     sample_id,
     validate_request,
+)
+from optscale.engines.generation.llamacpp_parallel import (
+    Parallel,
+    Seq,
+    seq_cells,
 )
 from optscale.grading import extract_answer
 from optscale.models import resolve_gguf
@@ -59,7 +63,6 @@ CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endfor %}<|im_start|>assistant\n"
 )
-PENALTY_LAST_N = 64  # Llama's last_n_tokens_size: the penalties sampler is a no-op (1.0 / 0 / 0)
 
 _log = logging.getLogger(__name__)
 
@@ -117,7 +120,7 @@ class Backend:
             _log.warning(
                 "llamacpp: %s keeps recurrent state: samples decode one at a time", path.name
             )
-        self._par: _Parallel | None = None  # the batched context, created when first needed
+        self._par: Parallel | None = None  # the batched context, created when first needed
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="llamacpp")
         self._rng = random.Random(seed)
         self.tokens_total = 0
@@ -138,7 +141,7 @@ class Backend:
         budget = self._budget(p, n_prompt)
         if k < 2 or self.n_parallel < 2 or not self._can_batch or budget <= 0:
             return 1
-        fits = self.batch_n_ctx // _seq_cells(n_prompt, budget) - 1
+        fits = self.batch_n_ctx // seq_cells(n_prompt, budget) - 1
         return max(1, min(k, self.n_parallel, fits, self._max_width))
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GeneratedSample]:
@@ -331,11 +334,11 @@ class Backend:
         n_prompt = len(prompt)
         budget = self._budget(p, n_prompt)
         if self._par is None:
-            self._par = _Parallel(self._llm, self._n_threads)
+            self._par = Parallel(self._llm, self._n_threads)
         par = self._par
-        par.reserve(width, _seq_cells(n_prompt, budget), self.batch_n_ctx)
+        par.reserve(width, seq_cells(n_prompt, budget), self.batch_n_ctx)
         waiting = deque(range(req.k))
-        live: list[_Seq] = []
+        live: list[Seq] = []
         slots = list(range(width, 0, -1))  # sequence ids 1..width; 0 holds the prompt
         try:
             if abort.is_set():  # cancelled while it waited for the engine
@@ -346,14 +349,14 @@ class Backend:
                     return
                 while waiting and slots:
                     i = waiting.popleft()
-                    seq = _Seq(i, slots.pop(), par.sampler(p, seeds[i]), prompt[-1], n_prompt - 1)
+                    seq = Seq(i, slots.pop(), par.sampler(p, seeds[i]), prompt[-1], n_prompt - 1)
                     if i < width:  # the first ones waited for the prefill
                         seq.t0 = started
                     par.start(seq.slot)
                     live.append(seq)
                     self.batched_samples += 1
                 par.decode([(s.token, s.pos, s.slot) for s in live])
-                finished: list[_Seq] = []
+                finished: list[Seq] = []
                 for row, s in enumerate(live):
                     if abort.is_set():
                         return
@@ -392,179 +395,3 @@ class Backend:
             self._par.close()  # before the model it was made from
             self._par = None
         self._llm.close()
-
-
-_CELL_PAD = 256  # llama.cpp pads context sizes to this
-
-
-def _round_up(n: int, to: int) -> int:
-    return -(-n // to) * to
-
-
-def _seq_cells(n_prompt: int, budget: int) -> int:
-    """KV cells of one sample's sequence: the prompt and every sampled token but the last."""
-    return _round_up(n_prompt + budget - 1, _CELL_PAD)
-
-
-@dataclass(slots=True)
-class _Seq:
-    """One sample being decoded: its sequence id, sampler and the token to decode next."""
-
-    i: int
-    slot: int
-    sampler: Any
-    token: int
-    pos: int
-    t0: float = field(default_factory=time.perf_counter)
-    out: list[int] = field(default_factory=list)
-    summary: LogprobSummary = field(default_factory=LogprobSummary)
-    reason: str = "length"
-
-
-class _Parallel:
-    """A multi-sequence llama.cpp context on the backend's model (low-level bindings).
-
-    One KV stream per sequence (``kv_unified = false``): sequence 0 holds a prompt without its
-    last token; sequences 1..n_seq are the samples, each a copy of sequence 0
-    (``llama_memory_seq_cp`` across streams copies the stream) that decodes the prompt's last
-    token first. Made with the one-at-a-time context's parameters (threads aside), so a token
-    sees the same model settings in both."""
-
-    def __init__(self, llm: Any, n_threads: int) -> None:
-        from llama_cpp import llama_cpp as ll
-
-        self._ll = ll
-        self._model = llm.model
-        self._base = ll.llama_context_params.from_buffer_copy(llm.context_params)
-        self._n_threads = n_threads
-        self.n_vocab = int(llm.n_vocab())
-        self.n_batch = int(self._base.n_batch)
-        self._batch: Any = None
-        self._batch_rows = 0
-        self.ctx: Any = None
-        self._mem: Any = None
-        self.n_seq = 0  # sample sequences the context holds (sequence 0: the prompt)
-        self.seq_cells = 0  # KV cells of each sequence
-        self.root: list[int] = []  # tokens of sequence 0, from position 0
-        self.prefilled = 0  # prompt tokens decoded into sequence 0
-
-    def reserve(self, n_seq: int, seq_cells: int, most: int) -> None:
-        """Make the context hold ``n_seq`` sample sequences of ``seq_cells`` KV cells each
-        (beside the prompt's), keeping the current one if it is large enough. A new context
-        is as large as both when that fits in ``most`` cells; it drops the cached prompt."""
-        if self.ctx is not None and self.n_seq >= n_seq and self.seq_cells >= seq_cells:
-            return
-        ll = self._ll
-        seq_cells = _round_up(seq_cells, _CELL_PAD)
-        both = (max(n_seq, self.n_seq), max(seq_cells, self.seq_cells))
-        if (both[0] + 1) * both[1] <= most:
-            n_seq, seq_cells = both
-        self._free_ctx()
-        if self._batch_rows < max(self.n_batch, n_seq):
-            if self._batch is not None:
-                ll.llama_batch_free(self._batch)
-            self._batch_rows = max(self.n_batch, n_seq)
-            self._batch = ll.llama_batch_init(self._batch_rows, 0, 1)
-        params = ll.llama_context_params.from_buffer_copy(self._base)
-        params.n_seq_max = n_seq + 1
-        params.n_ctx = (n_seq + 1) * seq_cells
-        params.kv_unified = False  # one stream per sequence: each attends over its own cells
-        params.n_threads = params.n_threads_batch = self._n_threads
-        ctx = ll.llama_init_from_model(self._model, params)
-        if ctx is None:
-            raise RuntimeError(f"llamacpp: cannot create a {params.n_ctx}-cell batched context")
-        self.ctx, self._mem = ctx, ll.llama_get_memory(ctx)
-        self.n_seq, self.seq_cells = n_seq, int(ll.llama_n_ctx_seq(ctx))
-        self.root = []
-
-    def prefill(self, prefix: Sequence[int]) -> None:
-        """Make sequence 0 hold exactly ``prefix``, decoding only what the cache lacks."""
-        ll = self._ll
-        keep = 0
-        for a, b in zip(self.root, prefix, strict=False):
-            if a != b:
-                break
-            keep += 1
-        if not ll.llama_memory_seq_rm(self._mem, 0, keep, -1):  # also what a failure left
-            ll.llama_memory_clear(self._mem, True)
-            keep = 0
-        self.root = list(prefix[:keep])
-        for start in range(keep, len(prefix), self.n_batch):
-            chunk = prefix[start : start + self.n_batch]
-            self.root = []  # unknown if the decode fails half-way
-            self._decode([(t, start + j, 0) for j, t in enumerate(chunk)], outputs=False)
-            self.prefilled += len(chunk)
-            self.root = list(prefix[: start + len(chunk)])
-
-    def start(self, seq: int) -> None:
-        self._ll.llama_memory_seq_cp(self._mem, 0, seq, -1, -1)
-
-    def end(self, seq: int) -> None:
-        self._ll.llama_memory_seq_rm(self._mem, seq, -1, -1)
-
-    def release(self) -> None:
-        """Empty every sample's sequence (the prompt's stays)."""
-        if self._mem is not None:
-            for seq in range(1, self.n_seq + 1):
-                self._ll.llama_memory_seq_rm(self._mem, seq, -1, -1)
-
-    def decode(self, rows: Sequence[tuple[int, int, int]]) -> None:
-        """One step: (token, position, sequence) per row, logits for every row."""
-        self._decode(rows, outputs=True)
-
-    def _decode(self, rows: Sequence[tuple[int, int, int]], *, outputs: bool) -> None:
-        b = self._batch
-        b.n_tokens = len(rows)
-        for j, (tok, pos, seq) in enumerate(rows):
-            b.token[j] = tok
-            b.pos[j] = pos
-            b.n_seq_id[j] = 1
-            b.seq_id[j][0] = seq
-            b.logits[j] = outputs
-        rc = self._ll.llama_decode(self.ctx, b)
-        if rc != 0:
-            raise RuntimeError(f"llamacpp: llama_decode returned {rc} ({len(rows)} tokens)")
-
-    def sampler(self, p: SamplingParams, seed: int) -> Any:
-        """The chain ``Llama.generate`` builds for top_k=0, min_p=0, repeat_penalty=1."""
-        ll = self._ll
-        chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
-        parts = [ll.llama_sampler_init_penalties(self.n_vocab, PENALTY_LAST_N, 1.0, 0.0, 0.0)]
-        if p.temperature == 0.0:
-            parts.append(ll.llama_sampler_init_greedy())
-        else:
-            parts += [
-                ll.llama_sampler_init_top_k(0),
-                ll.llama_sampler_init_typical(1.0, 1),
-                ll.llama_sampler_init_top_p(p.top_p, 1),
-                ll.llama_sampler_init_min_p(0.0, 1),
-                ll.llama_sampler_init_temp(p.temperature),
-                ll.llama_sampler_init_dist(seed & 0xFFFFFFFF),
-            ]
-        for part in parts:
-            ll.llama_sampler_chain_add(chain, part)
-        return chain
-
-    def free_sampler(self, chain: Any) -> None:
-        self._ll.llama_sampler_free(chain)
-
-    def sample(self, chain: Any, row: int) -> int:
-        return int(self._ll.llama_sampler_sample(chain, self.ctx, row))
-
-    def logits(self, row: int) -> Any:
-        """Raw logits of one row of the last step (a view: read before the next step)."""
-        import numpy as np
-
-        return np.ctypeslib.as_array(self._ll.llama_get_logits_ith(self.ctx, row), (self.n_vocab,))
-
-    def _free_ctx(self) -> None:
-        if self.ctx is not None:
-            self._ll.llama_free(self.ctx)
-            self.ctx, self._mem, self.root = None, None, []
-            self.n_seq = self.seq_cells = 0
-
-    def close(self) -> None:
-        self._free_ctx()
-        if self._batch is not None:
-            self._ll.llama_batch_free(self._batch)
-            self._batch = None
