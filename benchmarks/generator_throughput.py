@@ -54,11 +54,10 @@ def questions(n: int) -> list[str]:
 
 
 def rss_mib() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    """Peak resident memory of this process so far (MiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 async def timed(backend: Backend, req: GenerateRequest) -> tuple[list[GeneratedSample], float]:
@@ -98,7 +97,7 @@ async def main(model: str, ks: list[int], max_tokens: int, rounds: int, threads:
         f"model {backend.model_name}, {threads} threads, max_tokens {max_tokens}, "
         f"temperature 0.7, {rounds} rounds, {time.perf_counter() - started:.0f} s; "
         f"load average {load0:.1f} -> {load1:.1f} on {os.cpu_count()} cores; "
-        f"RSS {rss_mib():.0f} MiB"
+        f"peak RSS {rss_mib():.0f} MiB"
     )
     print(f"{'k':>3}  {'one at a time':>26}  {'batched':>26}  {'ratio':>6}  identical")
     for k in ks:

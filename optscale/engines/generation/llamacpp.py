@@ -304,17 +304,12 @@ class Backend:
             prompt_tokens=n_prompt,
         )
 
-    def _run_batched(
-        self,
-        req: GenerateRequest,
-        prompt: list[int],
-        seeds: list[int],
-        width: int,
-        abort: threading.Event,
-        emit: Callable[[int, GeneratedSample | None], None],
-    ) -> None:
+    def _run_batched(self, *args: Any) -> None:
+        """:meth:`_decode_batched` (same arguments), then the end-of-stream mark (-1), also
+        after an error."""
+        emit: Callable[[int, GeneratedSample | None], None] = args[-1]
         try:
-            self._decode_batched(req, prompt, seeds, width, abort, emit)
+            self._decode_batched(*args)
         finally:
             emit(-1, None)
 
