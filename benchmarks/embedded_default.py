@@ -5,12 +5,13 @@
 Candidates: the confidence scorer's step aggregation (mean, min, last: the pool is re-scored
 from its step scores) x the policy (bon, wsc, sc, esc, asc, and optscale0 with alpha / s_min
 calibrated on the dev half for that aggregation) x N_max (4, 8, 16). Rule: the highest dev
-accuracy among candidates whose served tokens per question (completed + cut at the stop) fit
-the budget — what `make run` can afford in about 10 minutes on 2 CPU cores (5 questions x 1,600
-tokens at ~13 tok/s); ties within 0.5 points go to fewer tokens. The winner is then replayed
-on the test half against the BoN curve and majority vote at the same N_max. ``--write`` saves
-the choice with its provenance to benchmarks/data/embedded-default.json, which `make run` and
-tests/optscale/test_main_job.py follow.
+accuracy among candidates whose served tokens per question (completed + cut at the stop) fit the
+budget — what `make run` can afford in well under 10 minutes on 2 CPU cores (10 questions x
+1,600 tokens at the ~44 tok/s batched llama.cpp decoding reaches); ties within 0.5 points go to
+fewer tokens. The winner is then replayed on the test half against the BoN curve and majority
+vote at the same N_max. ``--write`` saves the choice with its provenance to
+benchmarks/data/embedded-default.json, which `make run` and tests/optscale/test_main_job.py
+follow.
 """
 
 from __future__ import annotations
