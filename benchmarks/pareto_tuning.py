@@ -57,13 +57,7 @@ def _dev_choice(
 
 def _calibrated(cal: Any) -> tuple[dict[str, Any], str]:
     """make_policy options and a description of a :class:`optscale.calibrate.Calibration`."""
-    kw: dict[str, Any] = {"alpha": cal.alpha, "s_min": cal.s_min}
-    for k, v in (getattr(cal, "policy_params", None) or {}).items():
-        if k == "p_correct" and isinstance(v, dict):
-            from optscale.bayes import CorrectnessModel
-
-            v = CorrectnessModel(float(v["a"]), float(v["b"]))
-        kw[k] = v
+    kw: dict[str, Any] = cal.policy_kwargs()
     setting = getattr(cal, "setting", "") or f"alpha={cal.alpha}, s_min={cal.s_min}"
     if "p_correct" in kw:
         pc = kw["p_correct"]

@@ -70,13 +70,16 @@ def main() -> None:
         res = replay(test, cfg)
         hyb = calibrate(dev, policy="hybrid", n_max=max(ns), orders=min(a.orders, 50))
         print(f"   dev-chosen hybrid: {hyb.setting}; {hyb.verdict}")
-        tuned = {k: v for k, v in hyb.policy_params.items() if k != "p_correct"}
-        from optscale.bayes import CorrectnessModel
-
-        pc = hyb.policy_params["p_correct"]
-        tuned["p_correct"] = CorrectnessModel(pc["a"], pc["b"])
-        hcfg = ReplayConfig(policies=("hybrid",), n_max=tuple(ns), orders=a.orders)
-        hcfg.policy_kwargs = tuned
+        tuned = hyb.policy_kwargs()
+        alpha, s_min = tuned.pop("alpha"), tuned.pop("s_min")
+        hcfg = ReplayConfig(
+            policies=("hybrid",),
+            n_max=tuple(ns),
+            orders=a.orders,
+            alpha=alpha,
+            s_min=s_min,
+            policy_kwargs=tuned,
+        )
         for key, cell in replay(test, hcfg).cells.items():
             res.cells[key] = cell
         for n in ns:

@@ -29,7 +29,7 @@ from typing import Any
 
 from optscale.episode import FinishModel
 from optscale.errors import DataError, InvalidArgumentError
-from optscale.params import Params, pool_sha256, read_params
+from optscale.params import Params, make_policy_options, pool_sha256, read_params
 from optscale.policies import DEFAULT_ALPHA, DEFAULT_S_MIN
 from optscale.pools import Pool
 from optscale.replay import ReplayConfig, replay
@@ -94,6 +94,10 @@ class Calibration:
     grid: list[GridPoint] = field(default_factory=list)
     policy_params: dict[str, Any] = field(default_factory=dict)
     setting: str = ""  # the chosen point, for people
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        """The chosen point as options for :func:`optscale.policies.make_policy`."""
+        return make_policy_options(self.alpha, self.s_min, self.policy_params.items())
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -22,7 +22,31 @@ from typing import Any
 from optscale.errors import DataError, InvalidArgumentError
 from optscale.pool_model import Pool
 
-__all__ = ["Params", "check_n_max", "check_overlap", "pool_sha256", "read_params"]
+__all__ = [
+    "Params",
+    "check_n_max",
+    "check_overlap",
+    "make_policy_options",
+    "pool_sha256",
+    "read_params",
+]
+
+
+def make_policy_options(
+    alpha: float, s_min: float, policy_params: Iterable[tuple[str, Any]]
+) -> dict[str, Any]:
+    """Options for :func:`optscale.policies.make_policy` from tuned values in their JSON form
+    (``p_correct`` as ``{"a": .., "b": ..}`` becomes a
+    :class:`~optscale.bayes.CorrectnessModel`)."""
+    kw: dict[str, Any] = {"alpha": alpha, "s_min": s_min}
+    for k, v in policy_params:
+        if k == "p_correct":
+            from optscale.bayes import CorrectnessModel
+
+            kw[k] = CorrectnessModel(float(v["a"]), float(v["b"]))
+        else:
+            kw[k] = v
+    return kw
 
 
 def pool_sha256(pool: Pool) -> str:
@@ -51,15 +75,7 @@ class Params:
 
     def policy_kwargs(self) -> dict[str, Any]:
         """Options for :func:`optscale.policies.make_policy` (alpha / s_min included)."""
-        kw: dict[str, Any] = {"alpha": self.alpha, "s_min": self.s_min}
-        for k, v in self.policy_params:
-            if k == "p_correct":
-                from optscale.bayes import CorrectnessModel
-
-                kw[k] = CorrectnessModel(float(v["a"]), float(v["b"]))
-            else:
-                kw[k] = v
-        return kw
+        return make_policy_options(self.alpha, self.s_min, self.policy_params)
 
 
 def _num(data: dict[str, Any], key: str, where: str) -> float:
