@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from optscale.errors import InvalidArgumentError
-from optscale.fitting import Bounds, GaussianPrior, fit_map
+from optscale.fitting import Bounds, Fit, GaussianPrior, fit_map
 from optscale.policies import _Base
 from optscale.question_state import (
     Chosen,
@@ -170,20 +170,23 @@ class BayesStop(_Base):
     bounds: Bounds = Bounds()  # noqa: RUF009 (immutable)
     wave: int = 1
 
-    def worth_another(self, state: QuestionState) -> tuple[bool, float]:
-        """(more is worth its tokens, the expected gain of one more sample)."""
+    def worth_another(self, state: QuestionState, fit: Fit | None = None) -> bool:
+        """Whether one more sample's expected gain is worth its tokens; ``fit``: the MAP fit of
+        ``state`` when the caller has it already (one fit per decision)."""
         if state.n_scored == 0 or state.best is None:
-            return True, math.inf
-        fit = fit_map(state.stats, self.prior, self.bounds)
+            return True
+        if fit is None:
+            fit = fit_map(state.stats, self.prior, self.bounds)
         gain = expected_gain(state.best.score, fit.mu, fit.sigma, self.p_correct)
-        mean_tokens = state.tokens / state.n_scored
-        return gain >= self.price * mean_tokens, gain
+        return gain >= self.price * state.tokens / state.n_scored
 
-    def step(self, state: QuestionState) -> Decision:
-        more, _ = self.worth_another(state)
-        if not more:
+    def _sample_or_stop(self, state: QuestionState, fit: Fit | None = None) -> Decision:
+        if not self.worth_another(state, fit):
             return self._stop(state, "bayes")
         return Decision(False, min(self.n_max, state.n_scored + self.wave), None, "bayes: sample")
+
+    def step(self, state: QuestionState) -> Decision:
+        return self._sample_or_stop(state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,14 +198,15 @@ class Hybrid(BayesStop):
 
     def step(self, state: QuestionState) -> Decision:
         n = state.n_scored
-        if n > 0:
-            if weighted_agreement(state) > self.threshold:
-                return self._stop(state, "agreement")
-            fit = fit_map(state.stats, self.prior, self.bounds)
-            ns = n_star(self.alpha, self.s_min, fit.mu, fit.sigma, self.n_max)
-            if n >= ns and ns < self.n_max:
-                return self._stop(state, "bound", n_star=ns, fit=fit)
-        return BayesStop.step(self, state)
+        if n == 0:
+            return self._sample_or_stop(state)
+        if weighted_agreement(state) > self.threshold:
+            return self._stop(state, "agreement")
+        fit = fit_map(state.stats, self.prior, self.bounds)
+        ns = n_star(self.alpha, self.s_min, fit.mu, fit.sigma, self.n_max)
+        if n >= ns and ns < self.n_max:
+            return self._stop(state, "bound", n_star=ns, fit=fit)
+        return self._sample_or_stop(state, fit)
 
 
 BAYES_POLICIES = ("bayes", "hybrid")
