@@ -27,8 +27,6 @@ from optscale.policies import Observation
 from optscale.ports import Applied, Outcome, ScoreWrite, StoredQuestion
 from services.controller.autopipeline import AutoPipeline
 
-FENCED = Outcome.FENCED
-
 _PRE = """
 local h = KEYS[1]
 local epoch = tonumber(ARGV[1])
