@@ -5,8 +5,10 @@ Kafka payloads. Topic optscale.question-events is keyed by question id; every me
 QuestionEvent. optscale.candidates carries Candidate, optscale.results carries Result.
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from optscale.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
@@ -116,19 +118,60 @@ Global___Submitted: _TypeAlias = Submitted  # noqa: Y015
 
 @_typing.final
 class Scored(_message.Message):
+    """A verifier's score of one candidate, by reference: the candidate's text and prompt cross
+    Kafka once, on optscale.candidates; this event carries what the controller needs (the
+    sample id, its epoch, the score(s), the answer the generator extracted and token counts).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SCORED_FIELD_NUMBER: _builtins.int
+    SAMPLE_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    STEP_SCORES_FIELD_NUMBER: _builtins.int
+    ANSWER_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    FINISH_REASON_FIELD_NUMBER: _builtins.int
+    VERIFIER_VERSION_FIELD_NUMBER: _builtins.int
+    sample_id: _builtins.str
+    """"<question_id>/<index>" """
+    epoch: _builtins.int
+    """owner epoch copied from the candidate (fencing)"""
+    score: _builtins.float
+    """in [0, 1]"""
+    answer: _builtins.str
+    """extracted final answer; empty when none was found"""
+    completion_tokens: _builtins.int
+    prompt_tokens: _builtins.int
+    finish_reason: _common_pb2.FinishReason.ValueType
+    verifier_version: _builtins.str
     @_builtins.property
-    def scored(self) -> _common_pb2.ScoredCandidate: ...
+    def scored(self) -> _common_pb2.ScoredCandidate:
+        """Verifiers before payloads by reference sent the whole scored candidate here (text
+        included); the controller still reads such events. New verifiers leave it unset.
+        """
+
+    @_builtins.property
+    def step_scores(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
         self,
         *,
         scored: _common_pb2.ScoredCandidate | None = ...,
+        sample_id: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        score: _builtins.float = ...,
+        step_scores: _abc.Iterable[_builtins.float] | None = ...,
+        answer: _builtins.str = ...,
+        completion_tokens: _builtins.int = ...,
+        prompt_tokens: _builtins.int = ...,
+        finish_reason: _common_pb2.FinishReason.ValueType = ...,
+        verifier_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["scored", b"scored"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["scored", b"scored"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "completion_tokens", b"completion_tokens", "epoch", b"epoch", "finish_reason", b"finish_reason", "prompt_tokens", b"prompt_tokens", "sample_id", b"sample_id", "score", b"score", "scored", b"scored", "step_scores", b"step_scores", "verifier_version", b"verifier_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

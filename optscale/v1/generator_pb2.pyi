@@ -66,17 +66,57 @@ class GenerateEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CANDIDATE_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def candidate(self) -> _common_pb2.Candidate: ...
+    def candidate(self) -> _common_pb2.Candidate:
+        """publish = false: the whole sample, text included"""
+
+    @_builtins.property
+    def done(self) -> Global___SampleDone:
+        """publish = true: the candidate went to optscale.candidates"""
+
     def __init__(
         self,
         *,
         candidate: _common_pb2.Candidate | None = ...,
+        done: Global___SampleDone | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["candidate", b"candidate"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["candidate", b"candidate", "done", b"done", "sample", b"sample"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidate", b"candidate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidate", b"candidate", "done", b"done", "sample", b"sample"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_sample: _TypeAlias = _typing.Literal["candidate", "done"]  # noqa: Y015
+    _WhichOneofArgType_sample: _TypeAlias = _typing.Literal["sample", b"sample"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_sample) -> _WhichOneofReturnType_sample | None: ...
+
+Global___GenerateEvent: _TypeAlias = GenerateEvent  # noqa: Y015
+
+@_typing.final
+class SampleDone(_message.Message):
+    """A finished sample by reference: ids and counts only (its text is on optscale.candidates)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAMPLE_ID_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    FINISH_REASON_FIELD_NUMBER: _builtins.int
+    sample_id: _builtins.str
+    completion_tokens: _builtins.int
+    prompt_tokens: _builtins.int
+    finish_reason: _common_pb2.FinishReason.ValueType
+    def __init__(
+        self,
+        *,
+        sample_id: _builtins.str = ...,
+        completion_tokens: _builtins.int = ...,
+        prompt_tokens: _builtins.int = ...,
+        finish_reason: _common_pb2.FinishReason.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "finish_reason", b"finish_reason", "prompt_tokens", b"prompt_tokens", "sample_id", b"sample_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GenerateEvent: _TypeAlias = GenerateEvent  # noqa: Y015
+Global___SampleDone: _TypeAlias = SampleDone  # noqa: Y015

@@ -8,7 +8,7 @@ from optscale.errors import InvalidArgumentError
 from optscale.ports import GenerateRequest, Prior
 from optscale.stats import DEFAULT_TAU_MU, DEFAULT_TAU_SIGMA, GaussianPrior
 from optscale.types import GeneratedSample, SamplingParams, ScoredSample
-from optscale.v1 import common_pb2, generator_pb2
+from optscale.v1 import common_pb2, events_pb2, generator_pb2
 
 FINISH = {
     "stop": common_pb2.FINISH_REASON_STOP,
@@ -123,4 +123,52 @@ def scored_to_pb(
         score=s.score,
         step_scores=list(s.step_scores),
         verifier_version=version,
+    )
+
+
+def scored_event(
+    s: ScoredSample, candidate: common_pb2.Candidate, version: str
+) -> events_pb2.Scored:
+    """The ``Scored`` question event of a scored candidate, by reference: ids, epoch, score(s),
+    answer and token counts; the text and prompt stay on ``optscale.candidates``."""
+    return events_pb2.Scored(
+        sample_id=candidate.sample_id,
+        epoch=candidate.epoch,
+        score=s.score,
+        step_scores=list(s.step_scores),
+        answer=candidate.answer,
+        completion_tokens=candidate.completion_tokens,
+        prompt_tokens=candidate.prompt_tokens,
+        finish_reason=candidate.finish_reason,
+        verifier_version=version,
+    )
+
+
+def scored_by_reference(ev: events_pb2.Scored) -> events_pb2.Scored:
+    """``ev`` itself, or — for an event of a verifier from before payloads by reference, which
+    carried the whole scored candidate in ``scored`` — the same facts in the by-reference
+    fields (the text is dropped)."""
+    if not ev.HasField("scored"):
+        return ev
+    sc, c = ev.scored, ev.scored.candidate
+    return events_pb2.Scored(
+        sample_id=c.sample_id,
+        epoch=c.epoch,
+        score=sc.score,
+        step_scores=list(sc.step_scores),
+        answer=c.answer,
+        completion_tokens=c.completion_tokens,
+        prompt_tokens=c.prompt_tokens,
+        finish_reason=c.finish_reason,
+        verifier_version=sc.verifier_version,
+    )
+
+
+def sample_done(c: common_pb2.Candidate) -> generator_pb2.SampleDone:
+    """A finished, published sample as the ``Generate`` stream reports it: ids and counts."""
+    return generator_pb2.SampleDone(
+        sample_id=c.sample_id,
+        completion_tokens=c.completion_tokens,
+        prompt_tokens=c.prompt_tokens,
+        finish_reason=c.finish_reason,
     )
