@@ -18,6 +18,7 @@ from aiokafka import ConsumerRebalanceListener
 
 from optscale.v1 import events_pb2
 from services.common import kafka
+from services.common.convert import scored_by_reference
 from services.controller.worker import ControllerWorker
 
 SCHEMA_VERSION = 1  # newest QuestionEvent schema this controller understands
@@ -186,7 +187,8 @@ def _check_sample(ev: events_pb2.QuestionEvent) -> None:
     and a score must be a number in [0, 1]; anything else would corrupt the fit."""
     kind = ev.WhichOneof("event")
     if kind == "scored":
-        sid, score = ev.scored.scored.candidate.sample_id, ev.scored.scored.score
+        sc = scored_by_reference(ev.scored)
+        sid, score = sc.sample_id, sc.score
         if not (math.isfinite(score) and 0.0 <= score <= 1.0):
             raise ValueError(f"score {score!r} of {sid!r} is not a number in [0, 1]")
     elif kind == "sample_failed":

@@ -32,7 +32,8 @@ from optscale.ports import (
     ScoreWrite,
     StateStore,
 )
-from optscale.v1 import common_pb2, events_pb2
+from optscale.v1 import events_pb2
+from services.common.convert import scored_by_reference
 from services.common.metrics import (
     CONTROLLER_ACTIVE,
     CONTROLLER_DECISION,
@@ -118,7 +119,7 @@ class ControllerWorker(QuestionOwnership):
         if kind == "submitted":
             await self._on_submitted(q, ev, partition)
         elif kind == "scored":
-            await self._on_scored(q, ev.scored.scored, partition)
+            await self._on_scored(q, scored_by_reference(ev.scored), partition)
         elif kind == "sample_failed":
             f = ev.sample_failed
             r = await self.store.apply_failure(q, self.epoch, f.sample_id, sample_epoch=f.epoch)
@@ -153,9 +154,8 @@ class ControllerWorker(QuestionOwnership):
         (prior,) = await self.predictor.predict([cfg.text])
         return cfg.with_prior(prior.mu_bar, prior.sigma_bar, prior.tau_mu, prior.tau_sigma)
 
-    async def _on_scored(self, q: str, sc: common_pb2.ScoredCandidate, partition: int) -> None:
-        c = sc.candidate
-        ob = Observation(c.sample_id, c.answer or None, sc.score, c.completion_tokens)
+    async def _on_scored(self, q: str, sc: events_pb2.Scored, partition: int) -> None:
+        ob = Observation(sc.sample_id, sc.answer or None, sc.score, sc.completion_tokens)
         if q not in self.owned and q not in self.final:
             self.waiting.pop(q, None)  # scored after a failover: it was sampling already
             await self._resume(q, partition)
@@ -168,7 +168,7 @@ class ControllerWorker(QuestionOwnership):
             action = stepped.next_action()
             k = action.k if isinstance(action, Dispatch) else 0
         n_max = o.loop.policy.n_max if o is not None else 0
-        write = ScoreWrite(ob, sample_epoch=c.epoch, dispatch_k=k, n_max=n_max)
+        write = ScoreWrite(ob, sample_epoch=sc.epoch, dispatch_k=k, n_max=n_max)
         res = await self.store.apply_score(q, self.epoch, write)
         if o is None or res.outcome is not Outcome.APPLIED or self.owned.get(q) is not o:
             # not ours (final, fenced, not active), or a duplicate/late/stale score

@@ -2,6 +2,9 @@
 
 The call is the lease: cancelling it (or the caller's connection dropping) cancels this
 handler, which closes the backend stream, which aborts every unfinished sample.
+
+With ``publish`` each finished candidate goes to ``optscale.candidates`` and the stream reports
+it by reference (``SampleDone``: ids and counts); without it the stream carries the candidate.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 from optscale.errors import InvalidArgumentError
 from optscale.v1 import generator_pb2, generator_pb2_grpc
-from services.common.convert import candidate_to_pb, generate_request_from_pb
+from services.common.convert import candidate_to_pb, generate_request_from_pb, sample_done
 from services.common.metrics import GEN_INFLIGHT, GEN_QUEUED, GEN_TOKENS
 from services.common.server import streaming
 
@@ -83,8 +86,10 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 log.debug("sample finished", sample_id=s.sample_id, tokens=s.completion_tokens)
                 c = candidate_to_pb(s, model_version=model, prompt=req.prompt, epoch=request.epoch)
                 if request.publish and self.publish is not None:
-                    await self.publish(c)
-                yield generator_pb2.GenerateEvent(candidate=c)
+                    await self.publish(c)  # the text's one trip over Kafka
+                    yield generator_pb2.GenerateEvent(done=sample_done(c))  # ids and counts
+                else:
+                    yield generator_pb2.GenerateEvent(candidate=c)
         finally:
             if remaining:
                 self.aborted += remaining

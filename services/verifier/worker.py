@@ -1,6 +1,8 @@
 """Verifier worker: a consumer group on ``optscale.candidates``; scores the candidates of each
 consumed batch together, in micro-batches of at most the backend's batch size, and publishes
-``Scored`` (or ``SampleFailed``) question events keyed by question id.
+``Scored`` (or ``SampleFailed``) question events keyed by question id. A ``Scored`` event is
+by reference: sample id, epoch, score(s), the generator's answer and token counts, never the
+candidate's text or prompt (those cross Kafka once, on ``optscale.candidates``).
 
 A micro-batch that raises — an invalid candidate, or an engine error such as a CUDA
 out-of-memory or a ``RuntimeError`` — is retried split in halves down to single candidates
@@ -25,7 +27,7 @@ from optscale.types import GeneratedSample
 from optscale.v1 import common_pb2, events_pb2
 from services.common import kafka
 from services.common.batcher import Failed, run_isolated
-from services.common.convert import candidate_from_pb, scored_to_pb
+from services.common.convert import candidate_from_pb, scored_event
 from services.common.metrics import VERIFIER_BATCH
 
 Decoded = tuple[Any, common_pb2.Candidate, GeneratedSample]  # (message, candidate, sample)
@@ -90,7 +92,7 @@ async def _score(
                 if log is not None:
                     log.warning("candidate failed alone", sample_id=c.sample_id, error=reason)
         else:
-            ev.scored.scored.CopyFrom(scored_to_pb(out, c, version))
+            ev.scored.CopyFrom(scored_event(out, c, version))  # by reference: no text
         value, key = ev.SerializeToString(), c.question_id.encode()
         futs.append(await producer.send(kafka.QUESTION_EVENTS, value, key=key))
     return futs

@@ -80,11 +80,11 @@ def submitted(
 def scored(
     q: str, index: int, score: float, *, answer: str = "1", tokens: int = 10, epoch: int = 0
 ) -> events_pb2.QuestionEvent:
+    """A Scored event as the verifier sends it: by reference (no text)."""
     ev = events_pb2.QuestionEvent(question_id=q, schema_version=1)
-    c = ev.scored.scored.candidate
-    c.question_id, c.sample_id, c.answer = q, f"{q}/{index}", answer
-    c.completion_tokens, c.epoch = tokens, epoch
-    ev.scored.scored.score = score
+    s = ev.scored
+    s.sample_id, s.answer, s.completion_tokens, s.epoch = f"{q}/{index}", answer, tokens, epoch
+    s.score = score
     return ev
 
 

@@ -173,3 +173,23 @@ async def test_optscalet_without_a_prior_or_predictor_is_rejected(store: Any) ->
     (r,) = results(pub)
     assert r.status == events_pb2.RESULT_STATUS_FAILED and "prior" in r.stop_reason
     assert await store.get("t") is None and pub.on("optscale.dlq")
+
+
+async def test_a_scored_event_of_an_older_verifier_with_the_whole_candidate_still_counts(
+    store: Any,
+) -> None:
+    """Before payloads by reference a Scored event held the whole scored candidate (text
+    included); such events, still on the topic during an upgrade, are applied the same way."""
+    w, _, pub = harness.worker(store)
+    await w.assign({0})
+    await w.handle(submitted("o", n_max=2, policy="bon"), 0)
+    for i, answer in enumerate(("5", "6")):
+        ev = events_pb2.QuestionEvent(question_id="o", schema_version=1)
+        c = ev.scored.scored.candidate
+        c.question_id, c.sample_id, c.answer, c.text = "o", f"o/{i}", answer, "long trace"
+        c.completion_tokens, c.epoch = 30, w.epoch
+        ev.scored.scored.score = 0.4 + i / 10
+        await w.handle(ev, 0)
+    (r,) = results(pub)
+    assert (r.chosen_sample_id, r.answer) == ("o/1", "6")
+    assert (r.samples_used, r.completion_tokens) == (2, 60)

@@ -53,6 +53,35 @@ async def test_streams_one_event_per_sample_and_reports_health(serve: Any, log: 
         assert r.status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def test_with_publish_the_stream_carries_ids_and_counts_only(serve: Any, log: Any) -> None:
+    """``publish``: the candidates (text, prompt) go to the publisher, the caller's stream
+    gets each sample by reference — what a controller needs, a bounded size."""
+    published: list[common_pb2.Candidate] = []
+
+    async def publish(c: common_pb2.Candidate) -> None:
+        published.append(c)
+
+    servicer = GeneratorServicer(Sim(seed=0), log, publish)
+    channel = await serve(
+        [SERVICE], lambda s: generator_pb2_grpc.add_GeneratorServicer_to_server(servicer, s)
+    )
+    stub = generator_pb2_grpc.GeneratorStub(channel)
+    prompt = "What is 2 + 3? " * 20  # 300 characters
+    events = [ev async for ev in stub.Generate(_req(k=3, prompt=prompt, epoch=2, publish=True))]
+    assert [e.WhichOneof("sample") for e in events] == ["done"] * 3
+    by_id = {c.sample_id: c for c in published}
+    assert sorted(by_id) == sorted(e.done.sample_id for e in events) == ["q1/0", "q1/1", "q1/2"]
+    for e in events:
+        c = by_id[e.done.sample_id]
+        assert c.text and c.prompt == prompt and c.epoch == 2  # the text went to Kafka
+        assert (e.done.completion_tokens, e.done.prompt_tokens, e.done.finish_reason) == (
+            c.completion_tokens,
+            c.prompt_tokens,
+            c.finish_reason,
+        )
+        assert e.done.completion_tokens > 0 and e.ByteSize() < 40 < len(prompt)
+
+
 @pytest.mark.parametrize(
     ("req", "field"),
     [

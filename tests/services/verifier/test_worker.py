@@ -58,7 +58,7 @@ def _events(prod: StandInProducer) -> dict[str, events_pb2.QuestionEvent]:
     for m in prod.on(kafka.QUESTION_EVENTS):
         ev = events_pb2.QuestionEvent.FromString(m.value)
         kind = ev.WhichOneof("event")
-        sid = ev.scored.scored.candidate.sample_id if kind == "scored" else ""
+        sid = ev.scored.sample_id if kind == "scored" else ""
         out[sid or ev.sample_failed.sample_id] = ev
     return out
 
@@ -116,3 +116,30 @@ async def test_the_worker_survives_an_engine_that_fails_every_batch() -> None:
     await asyncio.wait_for(task, 10)
     kinds = {ev.WhichOneof("event") for ev in _events(prod).values()}
     assert kinds == {"sample_failed"} and len(prod.on(kafka.DLQ)) == 2
+
+
+async def test_a_scored_event_carries_the_candidate_by_reference() -> None:
+    """An 8 KB trace answering a 300-character prompt: the Scored event names the sample and
+    carries its epoch, score(s), answer and token counts, never the text or the prompt."""
+    text, prompt = "Step: add the numbers. " * 356, "Q" * 300  # 8,188 + 300 characters
+    c = common_pb2.Candidate(
+        question_id="big", sample_id="big/3", text=text, prompt=prompt, answer="42", epoch=5,
+        completion_tokens=2048, prompt_tokens=80, step_logprobs=[-0.2] * 40,
+        finish_reason=common_pb2.FINISH_REASON_STOP,
+    )  # fmt: skip
+    cons, prod, stop = StandInConsumer("candidates"), StandInProducer(), asyncio.Event()
+    cons.deliver(0, [(b"big", c.SerializeToString())])
+    task = asyncio.create_task(run_verifier(Confidence(), cons, prod, stop=stop))
+    await until(lambda: cons.committed)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    (m,) = prod.on(kafka.QUESTION_EVENTS)
+    ev = events_pb2.QuestionEvent.FromString(m.value)
+    s = ev.scored
+    assert ev.question_id == "big" and not s.HasField("scored")  # no candidate inside
+    assert (s.sample_id, s.epoch, s.answer) == ("big/3", 5, "42")
+    assert (s.completion_tokens, s.prompt_tokens) == (2048, 80)
+    assert s.finish_reason == common_pb2.FINISH_REASON_STOP and 0.0 <= s.score <= 1.0
+    assert s.verifier_version and b"add the numbers" not in m.value and b"QQQ" not in m.value
+    # bounded whatever the text's length: ids and counts, plus 8 bytes per step score
+    assert len(m.value) - 8 * len(s.step_scores) < 120, len(m.value)
