@@ -37,7 +37,8 @@ class GrpcGenerator:
         )
         try:
             async for ev in call:
-                yield ev.candidate.sample_id
+                # by reference (SampleDone); a generator from before that sends the candidate
+                yield ev.done.sample_id if ev.HasField("done") else ev.candidate.sample_id
         finally:
             call.cancel()
 
