@@ -74,6 +74,7 @@ class Backend:
         batch_size: int = 8,
         device: str | None = None,
         loaded: tuple[Any, Any] | None = None,  # (model, tokenizer), already loaded
+        separator: str = SEPARATOR,  # the step tag written after every step (one token)
     ) -> None:
         self.aggregation = check_aggregation(aggregation)
         self.max_length = max_length
@@ -82,9 +83,10 @@ class Backend:
         if loaded is None:
             loaded = _load(model, device)
         self._model, self._tok = loaded
-        ids = self._tok.encode(SEPARATOR, add_special_tokens=False)
+        ids = self._tok.encode(separator, add_special_tokens=False)
         if len(ids) != 1:
-            raise InvalidArgumentError("model", model, f"tokenizer has no {SEPARATOR} token")
+            raise InvalidArgumentError("model", model, f"tokenizer has no {separator} token")
+        self.separator = separator
         self._sep_id = ids[0]
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="prm")
         self.steps_clipped = 0
@@ -95,7 +97,7 @@ class Backend:
         messages = [
             {"role": "system", "content": SYSTEM},
             {"role": "user", "content": question},
-            {"role": "assistant", "content": SEPARATOR.join(steps) + SEPARATOR},
+            {"role": "assistant", "content": self.separator.join(steps) + self.separator},
         ]
         text = self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
         return list(self._tok.encode(text, add_special_tokens=False))
