@@ -1,11 +1,16 @@
 """Score events per second through one controller, real broker + redis-server, and the p99
 latency from consuming a score event to the dispatch/stop decision.
 
-    .venv/bin/python benchmarks/controller_throughput.py [--questions 500] [--n-max 16] [--compare]
+    .venv/bin/python benchmarks/controller_throughput.py [--questions 500] [--n-max 16]
+        [--compare] [--payload short|realistic|realistic-by-value ...]
 
 Starts Tansu and redis-server on loopback, produces ``questions`` Submitted events followed by
 ``n_max`` Scored events each (sim score distributions), then runs one controller (the real
-Kafka loop, Redis Lua transitions and policy decisions) until every question is final. The
+Kafka loop, Redis Lua transitions and policy decisions) until every question is final. Each
+payload mode runs on a fresh broker in the same run: ``short`` (one-character texts),
+``realistic`` (300-character prompts, 8 KB traces, 16 step scores; the Scored events built by
+the verifier's ``scored_event``, by reference) and ``realistic-by-value`` (the same candidates
+inside every Scored event, the form before payloads by reference, for comparison). The
 generator is a no-op lease holder (this measures the controller, not generation). Also
 measures the broker's raw consume rate of the same topic in the same run and prints the ratio.
 Decision latency: from the worker starting on a score event to the policy's stop/dispatch
@@ -28,8 +33,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from optscale.v1 import events_pb2
+from optscale.types import ScoredSample
+from optscale.v1 import common_pb2, events_pb2, generator_pb2
 from services.common import kafka
+from services.common.convert import candidate_from_pb, sample_done, scored_event, scored_to_pb
 from services.common.infra import start_broker, start_redis
 from services.controller.consumer import Publisher, _Listener, run_controller
 from services.controller.state import RedisStateStore
@@ -54,30 +61,91 @@ class Timed(ControllerWorker):
             self.latencies.append(time.perf_counter() - t0)
 
 
-async def produce(bootstrap: str, questions: int, n_max: int, seed: int) -> int:
+# payload modes: (question/prompt characters, trace characters, step scores, Scored by value)
+PAYLOADS: dict[str, tuple[int, int, int, bool]] = {
+    "short": (1, 1, 0, False),  # the synthetic texts the first 5,000 events/s was measured on
+    "realistic": (300, 8192, 16, False),  # 300-char prompts, 8 KB traces, by reference
+    "realistic-by-value": (300, 8192, 16, True),  # the same, text inside every Scored event
+}
+VERIFIER = "bench-verifier"
+
+
+def _texts(payload: str) -> tuple[str, str]:
+    """(prompt, trace) of the payload's sizes."""
+    prompt_chars, trace_chars, _, _ = PAYLOADS[payload]
+    prompt = ("Natalia sold clips to 48 of her friends in April. " * 7)[:prompt_chars]
+    step = "Step: half of 48 is 24, so in May she sold 24 clips; 48 + 24 = 72. "
+    return prompt, (step * (trace_chars // len(step) + 1))[:trace_chars]
+
+
+def scored_events(
+    q: str, n_max: int, rng: random.Random, payload: str
+) -> list[events_pb2.QuestionEvent]:
+    """The Scored events of one question as the verifier builds them from the candidates
+    (``scored_event``: by reference), or with the whole candidate inside (by value, the form
+    before payloads by reference, which the controller still reads)."""
+    prompt, trace = _texts(payload)
+    _, _, steps, by_value = PAYLOADS[payload]
+    big = len(trace) > 1
+    mu, sd = rng.uniform(0.5, 0.98), rng.uniform(0.02, 0.2)
+    out = []
+    for j in range(n_max):
+        c = common_pb2.Candidate(
+            question_id=q,
+            sample_id=f"{q}/{j}",
+            text=trace,
+            prompt=prompt,
+            answer=str(rng.randint(0, 3)),
+            completion_tokens=rng.randint(1500, 2500) if big else rng.randint(100, 400),
+            prompt_tokens=len(prompt) // 4 + 1,
+            finish_reason=common_pb2.FINISH_REASON_STOP,
+        )
+        score = min(1.0, max(0.0, rng.gauss(mu, sd)))
+        s = ScoredSample(candidate_from_pb(c), score, (score,) * steps)
+        e = events_pb2.QuestionEvent(question_id=q, schema_version=1)
+        if by_value:
+            e.scored.scored.CopyFrom(scored_to_pb(s, c, VERIFIER))
+        else:
+            e.scored.CopyFrom(scored_event(s, c, VERIFIER))
+        out.append(e)
+    return out
+
+
+async def produce(
+    bootstrap: str, questions: int, n_max: int, seed: int, payload: str
+) -> tuple[int, float]:
+    """Produce the events; returns (Scored events, mean bytes of one)."""
     rng = random.Random(seed)
+    prompt, _ = _texts(payload)
     p = await kafka.producer(bootstrap)
-    n = 0
+    n, size = 0, 0
     for i in range(questions):
         q = f"q{i}"
         ev = events_pb2.QuestionEvent(question_id=q, schema_version=1)
-        ev.submitted.text = "q"
+        ev.submitted.text = prompt
         ev.submitted.policy.policy = "optscale0"
         ev.submitted.policy.n_max = n_max
         ev.submitted.policy.s_min = 0.9
         await p.send(kafka.QUESTION_EVENTS, ev.SerializeToString(), key=q.encode())
-        mu, sd = rng.uniform(0.5, 0.98), rng.uniform(0.02, 0.2)
-        for j in range(n_max):
-            e = events_pb2.QuestionEvent(question_id=q, schema_version=1)
-            c = e.scored.scored.candidate
-            c.question_id, c.sample_id, c.answer = q, f"{q}/{j}", str(rng.randint(0, 3))
-            c.completion_tokens = rng.randint(100, 400)
-            e.scored.scored.score = min(1.0, max(0.0, rng.gauss(mu, sd)))
-            await p.send(kafka.QUESTION_EVENTS, e.SerializeToString(), key=q.encode())
-            n += 1
+        for e in scored_events(q, n_max, rng, payload):
+            value = e.SerializeToString()
+            await p.send(kafka.QUESTION_EVENTS, value, key=q.encode())
+            n, size = n + 1, size + len(value)
     await p.flush()
     await p.stop()
-    return n
+    return n, size / max(1, n)
+
+
+def generate_event_bytes(payload: str) -> tuple[int, int]:
+    """Bytes of one ``GenerateEvent`` on the controller's lease stream: by reference
+    (``SampleDone``, what a generator sends with ``publish``) and by value (the candidate)."""
+    prompt, trace = _texts(payload)
+    c = common_pb2.Candidate(
+        question_id="q0", sample_id="q0/0", text=trace, prompt=prompt, answer="1",
+        completion_tokens=2048, prompt_tokens=76, finish_reason=common_pb2.FINISH_REASON_STOP,
+    )  # fmt: skip
+    by_ref = generator_pb2.GenerateEvent(done=sample_done(c))
+    return by_ref.ByteSize(), generator_pb2.GenerateEvent(candidate=c).ByteSize()
 
 
 async def raw_consume(bootstrap: str, total: int) -> float:
@@ -143,12 +211,16 @@ async def run_controller_once(
     }
 
 
-async def main(questions: int, n_max: int, seed: int, compare: bool) -> None:
-    broker, rs = start_broker(), start_redis()
+async def measure(
+    payload: str, questions: int, n_max: int, seed: int, compare: bool, redis_port: int
+) -> dict[str, Any]:
+    """One payload mode on a fresh broker: produce, raw consume, warm up, then each controller
+    mode; returns the default mode's figures with the event size and the raw rate."""
+    broker = start_broker()
     try:
         bootstrap = f"127.0.0.1:{broker.port}"
         await kafka.ensure_topics(bootstrap, partitions=4)
-        scored = await produce(bootstrap, questions, n_max, seed)
+        scored, size = await produce(bootstrap, questions, n_max, seed, payload)
         total = scored + questions
         raw_rate = await raw_consume(bootstrap, total)
         modes = (
@@ -159,38 +231,62 @@ async def main(questions: int, n_max: int, seed: int, compare: bool) -> None:
         modes.append(("auto-pipelined + hiredis (default)", True, True))
         # warm-up, not measured: the first controller in a process (and the broker's first
         # consumer group) runs markedly slower; without this the mode measured first loses
-        await run_controller_once(bootstrap, rs.port, total, "bench-warmup", True, True)
+        await run_controller_once(bootstrap, redis_port, total, "bench-warmup", True, True)
         runs = {}
         for i, (name, auto, hiredis) in enumerate(modes):
             m = runs[name] = await run_controller_once(
-                bootstrap, rs.port, total, f"bench-controller-{i}", auto, hiredis
+                bootstrap, redis_port, total, f"bench-controller-{i}", auto, hiredis
             )
             print(
-                f"{name}: {m['rate']:,.0f} events/s; decision latency p50 {m['p50']:.2f} ms, "
-                f"p99 {m['p99']:.2f} ms (event fully handled, incl. publishing a result: p99 "
-                f"{m['handled_p99']:.2f} ms); {m['calls_per_trip']:.1f} Redis calls per round "
-                f"trip; applied {m['applied']}, late {m['late']}, questions {m['in_redis']}"
+                f"[{payload}] {name}: {m['rate']:,.0f} events/s; decision latency p50 "
+                f"{m['p50']:.2f} ms, p99 {m['p99']:.2f} ms (event fully handled, incl. "
+                f"publishing a result: p99 {m['handled_p99']:.2f} ms); "
+                f"{m['calls_per_trip']:.1f} Redis calls per round trip; applied "
+                f"{m['applied']}, late {m['late']}, questions {m['in_redis']}"
             )
         m = runs[modes[-1][0]]
-        print(f"events {total} ({questions} questions x (1 submit + {n_max} scores))")
-        print(
-            f"broker raw consume: {raw_rate:,.0f} events/s; controller / raw = "
-            f"{m['rate'] / raw_rate:.3f}x"
-        )
         if compare:
             for name, *_ in modes[:-1]:
                 base = runs[name]
                 print(
-                    f"default / {name}: {m['rate'] / base['rate']:.2f}x events/s, "
+                    f"[{payload}] default / {name}: {m['rate'] / base['rate']:.2f}x events/s, "
                     f"{m['p99'] / base['p99']:.2f}x p99"
                 )
-        print(
-            f"targets: >= 5,000 events/s ({'met' if m['rate'] >= 5000 else 'NOT met'}), "
-            f"p99 <= 10 ms ({'met' if m['p99'] <= 10 else 'NOT met'})"
-        )
+        return {**m, "size": size, "raw": raw_rate, "events": total}
     finally:
         broker.stop()
+
+
+async def main(questions: int, n_max: int, seed: int, compare: bool, payloads: list[str]) -> None:
+    rs = start_redis()
+    try:
+        res = {p: await measure(p, questions, n_max, seed, compare, rs.port) for p in payloads}
+    finally:
         rs.stop()
+    print(f"events per mode {questions} questions x (1 submit + {n_max} scores)")
+    print(
+        "payload             | Scored event bytes | controller events/s | p99 ms | "
+        "broker raw events/s | controller / raw"
+    )
+    for p, m in res.items():
+        print(
+            f"{p:<19} | {m['size']:>18,.0f} | {m['rate']:>19,.0f} | {m['p99']:>6.2f} | "
+            f"{m['raw']:>19,.0f} | {m['rate'] / m['raw']:.3f}x"
+        )
+    if "short" in res and "realistic" in res:
+        print(
+            f"realistic / short: {res['realistic']['rate'] / res['short']['rate']:.2f}x "
+            f"events/s, {res['realistic']['p99'] / res['short']['p99']:.2f}x p99"
+        )
+    ref, val = generate_event_bytes("realistic")
+    print(f"Generate stream, realistic sample: {ref} bytes by reference, {val:,} by value")
+    for p, m in res.items():
+        if p == "realistic-by-value":
+            continue  # the form before payloads by reference, for comparison only
+        print(
+            f"[{p}] targets: >= 5,000 events/s ({'met' if m['rate'] >= 5000 else 'NOT met'}), "
+            f"p99 <= 10 ms ({'met' if m['p99'] <= 10 else 'NOT met'})"
+        )
 
 
 if __name__ == "__main__":
@@ -201,5 +297,11 @@ if __name__ == "__main__":
     ap.add_argument(
         "--compare", action="store_true", help="also run without auto-pipelining and hiredis"
     )
+    ap.add_argument(
+        "--payload",
+        action="append",
+        choices=sorted(PAYLOADS),
+        help="payload mode(s) to run (repeatable; default: all three, in one run)",
+    )
     a = ap.parse_args()
-    asyncio.run(main(a.questions, a.n_max, a.seed, a.compare))
+    asyncio.run(main(a.questions, a.n_max, a.seed, a.compare, a.payload or list(PAYLOADS)))
