@@ -1,51 +1,51 @@
-"""vLLM pooling PRM backend at the engine boundary: an engine double that answers
-``encode`` the way vLLM's PRM pooler does (STEP rows, or ALL rows), built on the same
-tokenizer, must give the same scores as the transformers path with the same model."""
+"""vLLM pooling PRM backend: argument checks that need no engine. Its scores are checked on
+vLLM's real pooling runner against the transformers path in
+``tests/vllm_real/test_prm_vllm.py`` (the vLLM venv)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-import torch
 
-from optscale.engines.scoring.prm import Backend as Prm
 from optscale.engines.scoring.vllm_prm import Backend as VllmPrm
+from optscale.engines.scoring.vllm_prm import engine_args_list
+from optscale.errors import InvalidArgumentError
 
-QUESTION = "What is 12 * 3 + 4?"
-RESPONSE = "First, 12 * 3 = 36.\n\nThen 36 + 4 = 40.\n\n\n\nSo the answer is \\boxed{40}."
 
+class TokenizerOnly:
+    """An engine that is never asked to run: only its tokenizer is read."""
 
-class EngineDouble:
-    """Runs the tiny model and returns pooled rows like vLLM's ``PoolingRequestOutput``."""
-
-    def __init__(self, model: Any, tok: Any, sep_id: int, step_pooling: bool) -> None:
-        self.model, self.tok, self.sep_id, self.step = model, tok, sep_id, step_pooling
-        self.calls: list[dict[str, Any]] = []
+    def __init__(self, tok: Any) -> None:
+        self.tok = tok
 
     def get_tokenizer(self) -> Any:
         return self.tok
 
-    def encode(self, prompts: list[dict[str, Any]], **kw: Any) -> list[Any]:
-        self.calls.append(kw)
-        outs = []
-        for p in prompts:
-            ids = torch.tensor([p["prompt_token_ids"]])
-            with torch.inference_mode():
-                rows = torch.softmax(self.model(input_ids=ids).logits[0], dim=-1)
-            if self.step:
-                rows = rows[ids[0] == self.sep_id]
-            outs.append(type("Out", (), {"outputs": type("D", (), {"data": rows})()})())
-        return outs
+
+def test_engine_args_are_cli_style_and_the_backends_own_flags_are_refused() -> None:
+    assert engine_args_list("--dtype float32  --enforce-eager") == [
+        "--dtype",
+        "float32",
+        "--enforce-eager",
+    ]
+    assert engine_args_list(["--max-num-seqs", "8"]) == ["--max-num-seqs", "8"]
+    for flag in ("--model m", "--runner=generate", "--max-model-len 99"):
+        with pytest.raises(InvalidArgumentError, match="engine_args"):
+            engine_args_list(flag)
 
 
-@pytest.mark.parametrize("step_pooling", [True, False])
-def test_same_scores_as_the_transformers_path(loaded: tuple[Any, Any], step_pooling: bool) -> None:
-    model, tok = loaded
-    reference = Prm("tiny", loaded=loaded).score_texts([(QUESTION, RESPONSE)])
-    sep = tok.convert_tokens_to_ids("<extra_0>")
-    engine = EngineDouble(model, tok, sep, step_pooling)
-    got = VllmPrm("tiny", llm=engine).score_texts([(QUESTION, RESPONSE)])
-    assert got[0][0] == pytest.approx(reference[0][0], abs=1e-5)
-    assert got[0][1] == pytest.approx(reference[0][1], abs=1e-5)
-    assert engine.calls == [{"pooling_task": "token_classify", "use_tqdm": False}]
+def test_step_tag_id_defaults_to_extra_0_and_is_checked(loaded: tuple[Any, Any]) -> None:
+    tok = loaded[1]
+    engine = TokenizerOnly(tok)
+    extra_0 = tok.convert_tokens_to_ids("<extra_0>")
+    assert VllmPrm("tiny", llm=engine).step_tag_id == extra_0
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    other = VllmPrm("tiny", llm=engine, step_tag_id=eos)
+    assert (other.step_tag_id, other.separator) == (eos, "<|im_end|>")
+    for bad in (-1, len(tok)):
+        with pytest.raises(InvalidArgumentError, match="step_tag_id"):
+            VllmPrm("tiny", llm=engine, step_tag_id=bad)
+    word = tok.encode(" the", add_special_tokens=False)[0]  # "Ġthe": no one-token text
+    with pytest.raises(InvalidArgumentError):
+        VllmPrm("tiny", llm=engine, step_tag_id=word)
