@@ -16,6 +16,7 @@ from typing import Any
 
 from aiokafka import ConsumerRebalanceListener
 
+from optscale.ids import check_question_id
 from optscale.v1 import events_pb2
 from services.common import kafka
 from services.common.convert import scored_by_reference
@@ -168,8 +169,9 @@ async def _run_in_order(
 async def _decode(m: Any, publisher: Publisher, log: Any) -> events_pb2.QuestionEvent | None:
     try:
         ev = events_pb2.QuestionEvent.FromString(m.value)
-        if not ev.question_id or ev.WhichOneof("event") is None:
-            raise ValueError("missing question_id or event")
+        if ev.WhichOneof("event") is None:
+            raise ValueError("missing event")
+        check_question_id(ev.question_id)
         if ev.schema_version > SCHEMA_VERSION:
             raise ValueError(f"unsupported schema_version {ev.schema_version}")
         _check_sample(ev)
