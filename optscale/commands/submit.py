@@ -25,11 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_events(args: argparse.Namespace, questions: list) -> list:  # type: ignore[type-arg]
     from optscale.errors import InvalidArgumentError
+    from optscale.ids import check_question_id
     from optscale.v1 import events_pb2
     from services.controller.questions import config_from_submitted
 
     out = []
     for q in questions:
+        check_question_id(q.id, "id")
         ev = events_pb2.QuestionEvent(question_id=q.id, schema_version=1)
         s = ev.submitted
         s.text = q.text

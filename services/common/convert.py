@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from optscale.errors import InvalidArgumentError
+from optscale.ids import check_question_id
 from optscale.ports import GenerateRequest, Prior
 from optscale.stats import DEFAULT_TAU_MU, DEFAULT_TAU_SIGMA, GaussianPrior
 from optscale.types import GeneratedSample, SamplingParams, ScoredSample
@@ -57,8 +58,9 @@ def params_to_pb(p: SamplingParams) -> common_pb2.SamplingParams:
 
 
 def generate_request_from_pb(r: generator_pb2.GenerateRequest) -> GenerateRequest:
+    """Raises InvalidArgumentError for an unsafe question id (the sample ids are built on it)."""
     return GenerateRequest(
-        question_id=r.question_id,
+        question_id=check_question_id(r.question_id),
         prompt=r.prompt,
         k=r.k,
         params=params_from_pb(r.params),

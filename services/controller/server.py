@@ -13,6 +13,7 @@ from typing import Any
 from google.protobuf.json_format import ParseDict
 
 from optscale.errors import InvalidArgumentError
+from optscale.ids import check_question_id
 from optscale.ports import StateStore
 from optscale.v1 import controller_pb2, controller_pb2_grpc, events_pb2
 from services.common import kafka
@@ -49,10 +50,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
         seen: set[str] = set()
         out = []
         for i, q in enumerate(req.questions):
-            if not q.question_id or len(q.question_id) > 256:
-                raise InvalidArgumentError(
-                    f"questions[{i}].question_id", q.question_id, "must be 1 to 256 characters"
-                )
+            check_question_id(q.question_id, f"questions[{i}].question_id")
             if q.question_id in seen:
                 raise InvalidArgumentError(
                     f"questions[{i}].question_id", q.question_id, "duplicate in this request"
@@ -97,8 +95,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
 
     async def GetResult(self, request: Any, context: Any) -> controller_pb2.GetResultResponse:
         async def call() -> controller_pb2.GetResultResponse:
-            if not request.question_id:
-                raise InvalidArgumentError("question_id", "", "must not be empty")
+            check_question_id(request.question_id)
             r = await self._result(request.question_id)
             return controller_pb2.GetResultResponse(done=r is not None, result=r)
 
@@ -106,9 +103,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
 
     async def Cancel(self, request: Any, context: Any) -> controller_pb2.CancelResponse:
         async def call() -> controller_pb2.CancelResponse:
-            q = request.question_id
-            if not q:
-                raise InvalidArgumentError("question_id", "", "must not be empty")
+            q = check_question_id(request.question_id)
             sq = await self.store.get(q)
             if sq is None or sq.status != "active":
                 return controller_pb2.CancelResponse(cancelled=False)
