@@ -61,8 +61,16 @@ from optscale.errors import InvalidArgumentError
 from optscale.fitting import Bounds, GaussianPrior, fit_map
 from optscale.pool_model import PoolSample
 from optscale.question_state import Observation, QuestionState, int_at_least
+from optscale.truncnorm import SuffStats
 
-__all__ = ["AllocationConfig", "allocate_batch", "allocate_orders"]
+__all__ = ["AllocationConfig", "PosteriorCache", "allocate_batch", "allocate_orders"]
+
+# (stats, best score, prior, bounds, P(correct | score)) -> (gain, E[g(S)]): both pure functions
+# of the key, so a cache shared by runs over the same orders (a grid of budgets and prices)
+# returns exactly what computing them again would
+PosteriorCache = dict[
+    tuple[SuffStats, float, GaussianPrior, Bounds, CorrectnessModel], tuple[float, float]
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +138,10 @@ class _Batch:
         orders: Mapping[str, Sequence[PoolSample]],
         cfg: AllocationConfig,
         priors: Mapping[str, GaussianPrior] | None,
+        cache: PosteriorCache | None,
     ) -> None:
         self.cfg = cfg
+        self.cache: PosteriorCache = {} if cache is None else cache
         self.ids = list(orders)
         self.qs = {
             qid: _Question(o, (priors or {}).get(qid, cfg.prior)) for qid, o in orders.items()
@@ -186,17 +196,28 @@ class _Batch:
             return None
         if st.best is None:  # only after the budget ran out in the initial wave
             return math.inf
-        fit = fit_map(st.stats, q.prior, cfg.bounds)
-        g = cfg.p_correct
+        gain, p_new = self.posterior(st.stats, st.best.score, q.prior)
         if cfg.give_up > 0:
-            p_new = expected_gain(-math.inf, fit.mu, fit.sigma, g)  # E[g(S)]
             left = cfg.n_max - st.n_scored
             p_none = math.exp(q.log_all_wrong) * (1.0 - min(p_new, 1.0)) ** left
             if 1.0 - p_none < cfg.give_up:
                 q.reason = "give up"
                 return None
-        gain = expected_gain(st.best.score, fit.mu, fit.sigma, g)
         return gain / self.cost(q)
+
+    def posterior(self, stats: SuffStats, best: float, prior: GaussianPrior) -> tuple[float, float]:
+        """(gain of one more sample, E[g(S)]) under the MAP fit."""
+        g, bounds = self.cfg.p_correct, self.cfg.bounds
+        key = (stats, best, prior, bounds, g)
+        got = self.cache.get(key)
+        if got is None:
+            fit = fit_map(stats, prior, bounds)
+            got = (
+                expected_gain(best, fit.mu, fit.sigma, g),
+                expected_gain(-math.inf, fit.mu, fit.sigma, g),  # E[g(S)]
+            )
+            self.cache[key] = got
+        return got
 
     def cost(self, q: _Question) -> float:
         st = q.state
@@ -234,12 +255,13 @@ def allocate_batch(
     config: AllocationConfig,
     *,
     priors: Mapping[str, GaussianPrior] | None = None,
+    cache: PosteriorCache | None = None,
 ) -> dict[str, Episode]:
     """One allocation run over a batch: question id -> its sample order (in batch order) ->
     each question's episode. ``priors``: per-question priors for the fit (default
-    ``config.prior``)."""
+    ``config.prior``); ``cache``: fits to reuse and fill (runs over the same orders)."""
     cfg = config
-    b = _Batch(orders, cfg, priors)
+    b = _Batch(orders, cfg, priors, cache)
     if not b.ids:
         return {}
     b.run_wave([qid for qid in b.ids for _ in range(cfg.initial)])
@@ -281,16 +303,19 @@ def allocate_orders(
     config: AllocationConfig,
     *,
     priors: Mapping[str, GaussianPrior] | None = None,
+    cache: PosteriorCache | None = None,
 ) -> dict[str, list[Episode]]:
     """One batch per order index (every question's ``o``-th order forms batch ``o``), as replay
-    runs batch policies: question id -> its episodes, one per order."""
+    runs batch policies: question id -> its episodes, one per order. ``cache``: as for
+    :func:`allocate_batch`."""
     counts = {len(v) for v in order_lists.values()}
     if len(counts) > 1:
         raise InvalidArgumentError("orders", sorted(counts), "every question needs as many")
     n_orders = counts.pop() if counts else 0
     out: dict[str, list[Episode]] = {qid: [] for qid in order_lists}
     for o in range(n_orders):
-        got = allocate_batch({qid: os[o] for qid, os in order_lists.items()}, config, priors=priors)
+        batch = {qid: os[o] for qid, os in order_lists.items()}
+        got = allocate_batch(batch, config, priors=priors, cache=cache)
         for qid, ep in got.items():
             out[qid].append(ep)
     return out

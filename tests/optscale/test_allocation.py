@@ -8,7 +8,12 @@ import random
 
 import pytest
 
-from optscale.allocation import AllocationConfig, allocate_batch, allocate_orders
+from optscale.allocation import (
+    AllocationConfig,
+    PosteriorCache,
+    allocate_batch,
+    allocate_orders,
+)
 from optscale.episode import Episode
 from optscale.errors import InvalidArgumentError
 from optscale.pools import PoolQuestion, PoolSample
@@ -119,6 +124,13 @@ def test_deterministic_given_the_orders() -> None:
     assert a == b
     c = allocate_orders({q.question_id: sample_orders(q, 4, seed=4) for q in qs}, cfg)
     assert a != c
+    # a posterior cache shared across configurations returns what computing again would
+    cache: PosteriorCache = {}
+    ol = {q.question_id: sample_orders(q, 4, seed=3) for q in qs}
+    for budget in (3000, 800, None):
+        other = AllocationConfig(n_max=8, budget=budget, give_up=0.05, wave=2)
+        assert allocate_orders(ol, other, cache=cache) == allocate_orders(ol, other)
+    assert cache
 
 
 def test_edge_cases_and_bad_input() -> None:
