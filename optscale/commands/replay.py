@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from optscale.policies import DEFAULT_ALPHA, DEFAULT_S_MIN
 
@@ -71,6 +72,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="replay only the dev or test half (split by question id hash)",
     )
     parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument(
+        "--allocate-budget",
+        type=float,
+        metavar="TOKENS",
+        help="policy 'allocation' (batch budget allocation, one batch per order index): the "
+        "batch's token budget per question (x the pool's questions); default: no budget",
+    )
+    parser.add_argument(
+        "--allocate-price",
+        type=float,
+        default=0.0,
+        help="policy 'allocation': P(correct) a token must buy (default 0: budget and N_max only)",
+    )
+    parser.add_argument(
+        "--allocate-give-up",
+        type=float,
+        default=0.0,
+        help="policy 'allocation': abandon a question below this P(some sample correct)",
+    )
+    parser.add_argument(
+        "--allocate-wave", type=int, default=1, help="policy 'allocation': samples per wave"
+    )
     parser.add_argument("--plots", metavar="DIR", help="write PNG plots here")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
 
@@ -107,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
             check_n_max(params, n)
         n_values = (params.n_max,)
     policies = tuple(x.strip() for x in args.policies.split(",") if x.strip())
+    allocation = "allocation" in policies
+    policies = tuple(p for p in policies if p != "allocation")
     results = []
     for path in args.pools:
         pool = read_pool(path, args.format, prompts=args.prompts, score_field=args.score_field)
@@ -150,10 +175,11 @@ def run(args: argparse.Namespace) -> int:
             result = replay(pool, cfg, progress=bar.update)
         print(full_report(result))
         print()
+        alloc_rows = _replay_allocation(pool, result, args, tuned) if allocation else []
         if args.plots:
             for f in write_plots(result, pool, args.plots):
                 print(f"wrote {f}")
-        results.append(result.as_dict())
+        results.append({**result.as_dict(), "allocation": alloc_rows})
     if args.json:
         from pathlib import Path
 
@@ -161,6 +187,51 @@ def run(args: argparse.Namespace) -> int:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(results, fh, indent=2)
     return 0
+
+
+def _replay_allocation(
+    pool: Any, result: Any, args: argparse.Namespace, tuned: dict[str, object]
+) -> list[dict[str, Any]]:
+    """Batch budget allocation (:mod:`optscale.allocation`) on the orders replay used, at each
+    N_max, against the same BoN curve; P(correct | score) from ``--params`` when it has one."""
+    from optscale.allocation import AllocationConfig, allocate_orders
+    from optscale.bayes import CorrectnessModel
+    from optscale.replay import sample_orders
+
+    pc = tuned.get("p_correct")
+    p_correct = pc if isinstance(pc, CorrectnessModel) else CorrectnessModel()
+    orders = {q.question_id: sample_orders(q, args.orders, args.seed) for q in pool.questions}
+    budget = args.allocate_budget
+    rows: list[dict[str, Any]] = []
+    print(
+        f"Batch allocation: budget {'none' if budget is None else f'{budget:g} tokens/question'}"
+        f", price {args.allocate_price:g}, give-up {args.allocate_give_up:g}, wave "
+        f"{args.allocate_wave}, P(correct|s) = sigmoid({p_correct.a:.2f} + {p_correct.b:.2f} s)"
+        " (waves decode in parallel; served tokens include samples cut at the budget)"
+    )
+    for n in result.n_values:
+        cfg = AllocationConfig(
+            n_max=n,
+            budget=None if budget is None else budget * len(pool.questions),
+            price=args.allocate_price,
+            give_up=args.allocate_give_up,
+            wave=args.allocate_wave,
+            p_correct=p_correct,
+        )
+        eps = [e for es in allocate_orders(orders, cfg).values() for e in es]
+        acc = sum(e.correct for e in eps) / len(eps)
+        served = sum(e.served_tokens for e in eps) / len(eps)
+        row: dict[str, Any] = {"n_max": n, "accuracy": acc, "served_tokens_per_question": served}
+        line = f"  N_max {n:3d}: accuracy {100 * acc:5.1f}%  served tokens/q {served:9.1f}"
+        if result.curve is not None:
+            st = result.curve.standing(served, acc, n)
+            row.update(gain=st.gain, token_ratio=st.ratio)
+            ratio = "n/a (beyond the curve)" if st.ratio is None else f"{st.ratio:.2f}x"
+            line += f"  vs BoN curve: {100 * st.gain:+.1f} pts, tokens {ratio}"
+        print(line)
+        rows.append(row)
+    print()
+    return rows
 
 
 def _n_values(spec: str | None) -> tuple[int, ...]:
