@@ -82,6 +82,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="skip questions already in --record (or --out)"
     )
+    mr = parser.add_argument_group("generation strategy")
+    mr.add_argument(
+        "--strategy",
+        default="samples",
+        choices=["samples", "mr-thinking"],
+        help="samples: independent samples under --policy (default); mr-thinking: Multi-round "
+        "Thinking, each round shown the previous round's answer, --n-max rounds "
+        "(optscale/mr_thinking.py)",
+    )
+    mr.add_argument(
+        "--stop-when-unchanged",
+        action="store_true",
+        help="mr-thinking: stop a question when a round's answer equals the previous one's",
+    )
+    mr.add_argument(
+        "--carry",
+        default="response",
+        choices=["response", "answer"],
+        help="mr-thinking: put the previous round's whole response (default, the paper's) or "
+        "only its final answer into the next prompt",
+    )
 
 
 def load_questions(args: argparse.Namespace) -> list[Any]:
@@ -226,6 +247,8 @@ def run(args: argparse.Namespace) -> int:
         before = len(questions)
         questions = [q for q in questions if q.id not in done]
         print(f"resume: {before - len(questions)} questions already done", file=sys.stderr)
+    if args.strategy == "mr-thinking":
+        return run_mr_thinking(args, questions, out)
     make = policy_factory(args, args.policy, args.n_max, [q.id for q in questions])
     params = sampling_params(args)
     gen, ver, model_name = build_backends(args)
@@ -287,4 +310,63 @@ def run(args: argparse.Namespace) -> int:
                 close()
     print(stats.summary())
     print(f"results: {out}" + (f", pool: {args.record}" if args.record else ""))
+    return 0
+
+
+def run_mr_thinking(args: argparse.Namespace, questions: Sequence[Any], out: Any) -> int:
+    """``--strategy mr-thinking``: one row per question in ``--out`` with every round."""
+    import asyncio
+    import json
+    import sys
+
+    from optscale.errors import InvalidArgumentError
+    from optscale.mr_thinking import MRSettings, run_mr_thinking, summarize
+    from optscale.solve import build_prompt
+
+    if args.record:
+        raise InvalidArgumentError(
+            "record", args.record, "pools hold independent samples; mr-thinking rounds are in --out"
+        )
+    settings = MRSettings(args.n_max, args.stop_when_unchanged, args.carry).validate()
+    params = sampling_params(args)
+    gen, _, model_name = build_backends(args)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(
+        f"{len(questions)} questions, mr-thinking rounds={settings.n_rounds} "
+        f"stop_when_unchanged={settings.stop_when_unchanged} carry={settings.carry}, "
+        f"generator={args.generator} ({model_name})",
+        file=sys.stderr,
+    )
+    with out.open("a" if args.resume else "w", encoding="utf-8") as fh:
+
+        def on_result(res: Any) -> None:
+            fh.write(json.dumps(res.as_dict()) + "\n")
+            fh.flush()
+
+        try:
+            results = asyncio.run(
+                run_mr_thinking(
+                    questions,
+                    gen,
+                    params,
+                    settings,
+                    build_prompt=build_prompt,
+                    dataset=args.dataset,
+                    on_result=on_result,
+                )
+            )
+        finally:
+            close = getattr(gen.backend, "close", None)
+            if close is not None:
+                close()
+    if results:
+        for n in range(1, settings.n_rounds + 1):
+            row = summarize(results, n, stop_when_unchanged=settings.stop_when_unchanged)
+            graded = sum(r.reference is not None for r in results)
+            acc = f"{100 * row['accuracy']:.1f}%" if graded else "n/a"
+            print(
+                f"rounds<={n}: accuracy {acc}, {row['tokens_per_question']:.0f} tokens/question,"
+                f" {row['rounds_per_question']:.2f} rounds/question"
+            )
+    print(f"results: {out}")
     return 0
