@@ -31,11 +31,12 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from optscale.inprocess import make_generator
-from optscale.mr_thinking import MRResult, MRSettings, run_mr_thinking, summarize
+from optscale.mr_thinking import MRResult, MRSettings, Round, run_mr_thinking, summarize
 from optscale.pool_io import iter_json_lines
 from optscale.pools import read_pool, split_pool
 from optscale.ports import GenerateRequest
@@ -123,22 +124,41 @@ def rows(results: Sequence[MRResult], rounds: int, base: dict[str, Any]) -> list
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pool", default=str(POOL))
-    ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--carry", default="response", choices=["response", "answer"])
-    ap.add_argument("--limit", type=int, default=None, help="first N test questions only")
-    ap.add_argument("--fresh-first-round", action="store_true")
-    ap.add_argument("--n-threads", type=int, default=None)
-    ap.add_argument("--log", default="runs/mr_thinking_rounds.jsonl", help="every round, as run")
-    ap.add_argument("--write", action="store_true", help=f"save the JSON to {OUT}")
-    args = ap.parse_args(argv)
-    pool_path = Path(args.pool)
-    _, test = split_pool(read_pool(pool_path))
-    qs = test.questions[: args.limit] if args.limit else test.questions
-    questions = [Question(q.question_id, q.question or "", q.reference, "gsm8k") for q in qs]
-    first, model = first_samples(pool_path, {q.id for q in questions})
+def read_log(path: Path, questions: Sequence[Question], rounds: int) -> list[MRResult]:
+    """Results rebuilt from a run's ``--log`` (one line per round): the questions with at
+    least ``rounds`` rounds logged, cut to ``rounds`` (a run stopped early keeps its complete
+    rounds)."""
+    got: dict[str, dict[int, Round]] = {}
+    for _, d in iter_json_lines(path):
+        got.setdefault(d["id"], {})[d["round"]] = Round(
+            d["round"],
+            f"{d['id']}/{d['round']}",
+            d["text"],
+            d["answer"],
+            d["tokens"],
+            d["finish_reason"],
+            d["seconds"],
+        )
+    out = []
+    for q in questions:
+        rs = [got.get(q.id, {}).get(i) for i in range(rounds)]
+        if all(r is not None for r in rs):
+            out.append(
+                MRResult(q.id, q.answer, [r for r in rs if r is not None], "n_max", 0.0, rounds)
+            )
+    if not out:
+        raise SystemExit(f"{path}: no question has {rounds} rounds logged")
+    print(f"{path}: {len(out)} of {len(questions)} questions have {rounds} rounds", file=sys.stderr)
+    return out
+
+
+def decode(
+    args: argparse.Namespace,
+    questions: Sequence[Question],
+    first: dict[str, dict[str, Any]],
+    model: str,
+) -> list[MRResult]:
+    """Run MR-Thinking with the packaged model, logging every round to ``args.log``."""
     gen: Any = make_generator("llamacpp", model=None, seed=0, n_threads=args.n_threads)
     if model and gen.backend.model_name != model:
         raise SystemExit(f"pool model {model} != packaged model {gen.backend.model_name}")
@@ -150,21 +170,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     with log.open("w", encoding="utf-8") as fh:
 
-        def on_round(q: Question, r: Any) -> None:
-            fh.write(
-                json.dumps(
-                    {
-                        "id": q.id,
-                        "round": r.index,
-                        "answer": r.answer,
-                        "tokens": r.tokens,
-                        "finish_reason": r.finish_reason,
-                        "seconds": r.seconds,
-                        "text": r.text,
-                    }
-                )
-                + "\n"
-            )
+        def on_round(q: Question, r: Round) -> None:
+            row = {
+                "id": q.id,
+                "round": r.index,
+                "answer": r.answer,
+                "tokens": r.tokens,
+                "finish_reason": r.finish_reason,
+                "seconds": r.seconds,
+                "text": r.text,
+            }
+            fh.write(json.dumps(row) + "\n")
             fh.flush()
             print(
                 f"[{time.perf_counter() - t0:6.0f}s] {q.id} round {r.index + 1}: "
@@ -172,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
 
-        results = asyncio.run(
+        return asyncio.run(
             run_mr_thinking(
                 questions,
                 gen,
@@ -183,7 +199,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                 on_round=on_round,
             )
         )
-    seconds = time.perf_counter() - t0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pool", default=str(POOL))
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--carry", default="response", choices=["response", "answer"])
+    ap.add_argument("--limit", type=int, default=None, help="first N test questions only")
+    ap.add_argument("--fresh-first-round", action="store_true")
+    ap.add_argument("--n-threads", type=int, default=None)
+    ap.add_argument("--log", default="runs/mr_thinking_rounds.jsonl", help="every round, as run")
+    ap.add_argument("--from-log", help="summarize a run's --log instead of decoding")
+    ap.add_argument("--write", action="store_true", help=f"save the JSON to {OUT}")
+    args = ap.parse_args(argv)
+    pool_path = Path(args.pool)
+    _, test = split_pool(read_pool(pool_path))
+    qs = test.questions[: args.limit] if args.limit else test.questions
+    questions = [Question(q.question_id, q.question or "", q.reference, "gsm8k") for q in qs]
+    first, model = first_samples(pool_path, {q.id for q in questions})
+    if args.from_log:
+        results = read_log(Path(args.from_log), questions, args.rounds)
+    else:
+        results = decode(args, questions, first, model)
+    seconds = sum(
+        x.seconds for r in results for x in r.rounds[0 if args.fresh_first_round else 1 :]
+    )
+    ids = {r.id for r in results}
+    test = replace(test, questions=[q for q in test.questions if q.question_id in ids])
     base = baselines(test)
     table = rows(results, args.rounds, base)
     print(
@@ -218,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "carry": args.carry,
             "first_round": "decoded" if args.fresh_first_round else "pool sample /0",
         },
+        "from_log": args.from_log,
         "decode_seconds": round(seconds, 1),
         "rows": table,
         "bon": [{"k": k, "tokens_per_question": t, "accuracy": a} for k, t, a in base["bon"]],
