@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         n_values = (params.n_max,)
     policies = tuple(x.strip() for x in args.policies.split(",") if x.strip())
     allocation = "allocation" in policies
-    policies = tuple(p for p in policies if p != "allocation")
+    policies = tuple(p for p in policies if p != "allocation") or ("bon",)  # a table to print
     results = []
     for path in args.pools:
         pool = read_pool(path, args.format, prompts=args.prompts, score_field=args.score_field)

@@ -4,7 +4,9 @@ up, and the result is a function of the orders."""
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,7 @@ from optscale.allocation import (
     allocate_batch,
     allocate_orders,
 )
+from optscale.cli import main
 from optscale.episode import Episode
 from optscale.errors import InvalidArgumentError
 from optscale.pools import PoolQuestion, PoolSample
@@ -148,3 +151,23 @@ def test_edge_cases_and_bad_input() -> None:
     ):
         with pytest.raises(InvalidArgumentError):
             AllocationConfig(**bad)
+
+
+def test_replay_command_runs_allocation_on_replays_orders(
+    sample_pool_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r.json"
+    argv = ["replay", str(sample_pool_file), "--orders", "2", "--n-max", "4", "--json", str(out)]
+    assert main([*argv, "--policies", "bon,allocation"]) == 0
+    doc = json.loads(out.read_text())[0]
+    bon = next(c for c in doc["cells"] if c["policy"] == "bon")
+    (row,) = doc["allocation"]
+    # no budget, price 0: every question gets N_max samples, i.e. BoN@4 on the same orders
+    assert row["n_max"] == 4
+    assert row["accuracy"] == pytest.approx(bon["accuracy"])
+    assert row["served_tokens_per_question"] == pytest.approx(bon["served_tokens_per_question"])
+    assert "Batch allocation: budget none" in capsys.readouterr().out
+    assert main([*argv, "--policies", "allocation", "--allocate-budget", "100"]) == 0
+    (tight,) = json.loads(out.read_text())[0]["allocation"]
+    assert tight["served_tokens_per_question"] <= 100
+    assert main([*argv, "--policies", "allocation", "--allocate-wave", "0"]) == 2
