@@ -22,7 +22,7 @@ questions they were tuned on (:mod:`optscale.params`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,7 +223,11 @@ def calibrate(
     split: str = "dev",
     finish: FinishModel = "length",
     progress: Callable[[int], None] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Calibration:
+    """Choose the policy's tuned values on ``dev`` by gain over the BoN curve. ``options``:
+    fixed policy options (e.g. OptScale's ``initial`` or ``pace``) applied at every grid
+    point and stored with the chosen params."""
     if policy not in CALIBRATABLE:
         raise InvalidArgumentError(
             "policy", policy, f"calibrate tunes alpha / s_min of {', '.join(CALIBRATABLE)} only"
@@ -245,7 +249,7 @@ def calibrate(
     curve: list[tuple[int, float, float]] = []
     for kw in _grid_points(policy, dev, alphas, s_mins, prices):
         a, s = float(kw.get("alpha", DEFAULT_ALPHA)), float(kw.get("s_min", DEFAULT_S_MIN))
-        rest = {k: v for k, v in kw.items() if k not in ("alpha", "s_min")}
+        rest = {**(options or {}), **{k: v for k, v in kw.items() if k not in ("alpha", "s_min")}}
         cfg = ReplayConfig(
             policies=(policy,),
             n_max=(n,),

@@ -20,6 +20,9 @@ Token counts of an :class:`Episode`:
 * ``cut_tokens`` — what the samples in flight at the stop had already decoded (model above);
 * ``served_tokens`` = ``tokens + cut_tokens`` — what a serving system pays (the headline);
 * ``inflight_tokens`` — the full length of the samples in flight at the stop (an upper bound).
+
+``end_time`` (``"length"`` model) is the question's latency in token-times: when the stop
+came, with every dispatch decoding in parallel from the moment it was made.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class Episode:
     chosen_sample_id: str | None = None
     cut_tokens: int = 0
     waves: int = 0  # dispatches the loop made (1: it never waited past its first batch)
+    end_time: float = 0.0  # "length" model: decode time (in tokens) from start to the stop
 
     @property
     def served_tokens(self) -> int:
@@ -116,4 +120,5 @@ def run_episode(
         chosen_sample_id=cid,
         cut_tokens=cut,
         waves=waves,
+        end_time=now if finish == "length" else 0.0,
     )

@@ -22,7 +22,8 @@ sc         self-consistency: N_max samples, majority vote
 wsc        PRM-weighted vote: N_max samples, the answer with the largest score sum wins
 optscale0  OptScale^0: initial batch ceil(N_max/3), then bounded MLE and N* after every score
 optscalet  OptScale^t: the same initial batch, then MAP around a predicted prior and N* after
-           every score; ``prior_first=True``: the first dispatch is N* of the prior instead
+           every score; ``prior_first=True``: the first dispatch is N* of the prior instead.
+           Both: ``pace`` in (0, 1] sizes the waves after the first (see ``OptScale.paced``)
 esc        early-stopping self-consistency: windows of ``window`` samples, stop when one
            window agrees unanimously (Li et al., 2024)
 asc        adaptive-consistency: one sample at a time, stop when
@@ -128,6 +129,7 @@ class OptScale(_Base):
     prior: GaussianPrior | None = None
     initial: int = 1
     prior_first: bool = False
+    pace: float = 1.0
 
     def decide(self, state: QuestionState) -> Decision:
         if state.n_failed >= self.n_max:
@@ -150,7 +152,15 @@ class OptScale(_Base):
         ns = n_star(self.alpha, self.s_min, fit.mu, fit.sigma, self.n_max)
         if n >= ns:  # N* <= N_max, so this holds at n >= N_max too
             return self._stop(state, "bound" if ns < self.n_max else "n_max", n_star=ns, fit=fit)
-        return Decision(False, ns, None, "bound not met", n_star=ns, fit=fit)
+        return Decision(False, self.paced(n, ns), None, "bound not met", n_star=ns, fit=fit)
+
+    def paced(self, n: int, ns: int) -> int:
+        """Waves: of the ``ns - n`` samples the bound still asks for, keep
+        ``ceil(pace * (ns - n))`` (at least one) alive beyond the ``n`` scored ones. N* is an
+        estimate that moves with every score, so a sample started now is needed only if the
+        bound is still unmet when it would arrive; ``pace < 1`` starts fewer of them and
+        re-decides as scores come in (fewer tokens cut or wasted, more waves)."""
+        return n + max(1, math.ceil(self.pace * (ns - n) - 1e-9))
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +231,7 @@ def make_policy(
     threshold: float = 0.95,
     batch: int = 1,
     target_answer: str | None = None,
+    pace: float = 1.0,
     **bayes: object,
 ) -> Policy:
     """Build a policy by name. Options that do not apply to ``name`` are ignored; ``bayes``:
@@ -255,6 +266,7 @@ def make_policy(
             prior=prior if name == "optscalet" else None,
             initial=min(init, n_max),
             prior_first=prior_first,
+            pace=_pace(pace),
         )
     if name == "esc":
         return EarlyStoppingSC(name, n_max, choose_majority, int_at_least("window", window, 1))
@@ -267,3 +279,11 @@ def make_policy(
     if name == "oracle":
         return Oracle(name, n_max, choose_best, target_answer)
     raise InvalidArgumentError("policy", name, f"must be one of {', '.join(POLICY_NAMES)}")
+
+
+def _pace(pace: object) -> float:
+    if isinstance(pace, bool) or not isinstance(pace, int | float):
+        raise InvalidArgumentError("pace", pace, "must be a number in (0, 1]")
+    if not (math.isfinite(pace) and 0.0 < pace <= 1.0):
+        raise InvalidArgumentError("pace", pace, "must be in (0, 1]")
+    return float(pace)

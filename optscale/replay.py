@@ -84,6 +84,8 @@ class Cell:
     cut_tokens: float = 0.0
     samples: float = 0.0
     single_wave: int = 0  # episodes that never dispatched past their first batch
+    waves: float = 0.0  # dispatches, summed over episodes
+    end_time: float = 0.0  # "length" model latencies (token-times), summed over episodes
     # per question: mean final N* over orders (inf when the bound never closed)
     n_star_by_question: dict[str, float] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
@@ -112,6 +114,15 @@ class Cell:
         return self.single_wave / self.n_episodes if self.n_episodes else float("nan")
 
     @property
+    def waves_per_question(self) -> float:
+        return self.waves / self.n_episodes if self.n_episodes else float("nan")
+
+    @property
+    def latency_per_question(self) -> float:
+        """Mean token-times from the first dispatch to the stop ("length" finish model)."""
+        return self.end_time / self.n_episodes if self.n_episodes else float("nan")
+
+    @property
     def samples_per_question(self) -> float:
         return self.samples / self.n_episodes if self.n_episodes else float("nan")
 
@@ -126,6 +137,8 @@ class Cell:
             self.cut_tokens += e.cut_tokens
             self.samples += e.samples
             self.single_wave += e.waves <= 1
+            self.waves += e.waves
+            self.end_time += e.end_time
             self.reasons[e.reason] = self.reasons.get(e.reason, 0) + 1
             if e.n_star is not None:
                 stars.append(e.n_star)
@@ -144,6 +157,8 @@ class Cell:
             "inflight_tokens_per_question": self.inflight_per_question,
             "single_wave_fraction": self.single_wave_fraction,
             "samples_per_question": self.samples_per_question,
+            "waves_per_question": self.waves_per_question,
+            "latency_per_question": self.latency_per_question,
             "reasons": dict(self.reasons),
         }
 
