@@ -2,8 +2,12 @@
 # One-time, idempotent setup of a fresh machine: a virtualenv in .venv with the project,
 # its CPU extras and the dev tools. Re-running it is cheap (it skips when nothing changed).
 # Usage: scripts/setup.sh [extra...]   (default extras: cpu,dev)
+#        scripts/setup.sh vllm          (the real-engine venv .venv-vllm: scripts/setup_vllm.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = vllm ]; then
+  exec bash scripts/setup_vllm.sh
+fi
 extras="${1:-cpu,dev}"
 py="${PYTHON:-python3.11}"
 command -v "$py" >/dev/null || py=python3
