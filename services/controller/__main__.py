@@ -39,7 +39,7 @@ async def amain(cfg: ControllerConfig) -> int:
     )
     await kafka.ensure_topics(cfg.kafka_bootstrap, cfg.partitions)
     r = redis_client(cfg.redis_url)
-    store = RedisStateStore(r)
+    store = RedisStateStore(r, result_ttl_seconds=cfg.result_ttl_seconds)
     producer = await kafka.producer(cfg.kafka_bootstrap)
     security = Security.from_env()
     generator = GrpcGenerator(cfg.generator, security)
