@@ -36,6 +36,9 @@ class ControllerConfig:
     # an owned question with nothing in flight and no event for this long is rebuilt from Redis
     # and re-dispatched (a safety net; keep it well above the verifiers' scoring backlog)
     idle_rebuild_seconds: float = 120.0
+    # a finalized question's Redis keys expire this long after finalize (0: keep forever);
+    # GetResult answers until then, and the id may be submitted again afterwards
+    result_ttl_seconds: float = 7 * 24 * 3600.0
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
     grace_seconds: float = 10.0

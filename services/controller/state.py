@@ -9,6 +9,19 @@ Keys (``{q}`` = question id; the hash tag keeps a question's keys in one cluster
 * ``oq:{q}:obs`` — list of applied observations (JSON), the log a new owner rebuilds from.
 * ``oq:{q}:late`` — observations recorded but not counted (late, stale).
 * ``oq:active:<partition>`` — set of active question ids owned through that partition.
+* ``oq:epoch`` — the owner epoch counter.
+
+Every script touches only the keys of one question, so all keys of a script share a hash slot
+(Redis Cluster runs them; tests run the store on a cluster-mode redis-server). The partition's
+active set is written by its own command next to the script: after ``CREATE`` (also when the
+question existed and is still active, so a redelivered ``Submitted`` repairs a crash between
+the two) and after ``FINALIZE``; :meth:`RedisStateStore.active` drops ids that are no longer
+active, so a crash between ``FINALIZE`` and the removal leaves nothing behind.
+
+Finalized questions expire: ``FINALIZE`` sets a TTL (``result_ttl_seconds``; the controller's
+``OPTSCALE_CONTROLLER_RESULT_TTL_SECONDS``, default 7 days, 0 = keep forever) on all four keys
+of the question, and a late score or failure recorded afterwards keeps that TTL. After expiry
+``GetResult`` no longer knows the question and its id may be submitted again.
 
 Fencing: a controller claims a question with its epoch (from ``INCR oq:epoch``); every later
 write carries the epoch and is refused (``FENCED``) when the stored epoch is newer. The
@@ -23,6 +36,7 @@ import json
 from typing import Any
 
 from optscale.config import QuestionConfig
+from optscale.errors import InvalidArgumentError
 from optscale.policies import Observation
 from optscale.ports import Applied, Outcome, ScoreWrite, StoredQuestion
 from services.controller.autopipeline import AutoPipeline
@@ -34,13 +48,26 @@ if redis.call('EXISTS', h) == 0 then return -2 end
 if tonumber(redis.call('HGET', h, 'epoch')) > epoch then return -1 end
 """
 
+DEFAULT_RESULT_TTL_SECONDS = 7 * 24 * 3600.0
+
+# 1: created; 0: exists and active; 2: exists and final
 CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HGET', KEYS[1], 'status') == 'active' then return 0 end
+  return 2
+end
 redis.call('HSET', KEYS[1], 'status', 'active', 'epoch', ARGV[1], 'config', ARGV[2],
   'partition', ARGV[3], 'n_dispatched', 0, 'n_failed', 0, 'n_scored', 0, 'next_index', 0,
-  'tokens', 0, 'n_max', ARGV[5])
-redis.call('SADD', KEYS[2], ARGV[4])
+  'tokens', 0, 'n_max', ARGV[4])
 return 1
+"""
+
+# a key written after FINALIZE expires with the question (KEYS[1] carries its TTL)
+_KEEP_TTL = """
+local function keep_ttl(key)
+  local t = redis.call('PTTL', KEYS[1])
+  if t > 0 then redis.call('PEXPIRE', key, t) end
+end
 """
 
 # claim a question for a new owner epoch; in-flight samples of the old owner are gone
@@ -101,6 +128,8 @@ if stale(6) then
 end
 if redis.call('HGET', h, 'status') ~= 'active' then
   redis.call('RPUSH', KEYS[4], ARGV[5])
+  keep_ttl(KEYS[2])
+  keep_ttl(KEYS[4])
   return 2
 end
 -- never more than N_max scores: after a failover, a sample the old owner had in flight can
@@ -118,7 +147,7 @@ if tonumber(redis.call('HGET', h, 'n_dispatched')) < done then
   redis.call('HSET', h, 'n_dispatched', done)
 end
 """
-APPLY_SCORE = _PRE + _STALE + _APPLY + "return 1\n"
+APPLY_SCORE = _PRE + _KEEP_TTL + _STALE + _APPLY + "return 1\n"
 
 # the same, then (only if applied) reserve ARGV[7] = k new samples within ARGV[8] = N_max, as
 # DISPATCH does: the controller decided on the state with this score before sending it, so a
@@ -126,6 +155,7 @@ APPLY_SCORE = _PRE + _STALE + _APPLY + "return 1\n"
 # Returns {1, first index} (first = -4: over N_max, nothing reserved) or a scalar code.
 APPLY_SCORE_DISPATCH = (
     _PRE
+    + _KEEP_TTL
     + _RESERVE
     + _STALE
     + _APPLY
@@ -135,11 +165,15 @@ APPLY_SCORE_DISPATCH = (
 # ARGV: epoch, sample_id, sample epoch
 APPLY_FAILURE = (
     _PRE
+    + _KEEP_TTL
     + _STALE
     + """
 if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return 0 end
 if stale(3) then return 3 end
-if redis.call('HGET', h, 'status') ~= 'active' then return 2 end
+if redis.call('HGET', h, 'status') ~= 'active' then
+  keep_ttl(KEYS[2])
+  return 2
+end
 local f = redis.call('HINCRBY', h, 'n_failed', 1)
 local done = f + tonumber(redis.call('HGET', h, 'n_scored'))
 if tonumber(redis.call('HGET', h, 'n_dispatched')) < done then
@@ -149,16 +183,23 @@ return 1
 """
 )
 
-# ARGV: epoch, final status, result JSON, question id
+# KEYS: the question's four keys; ARGV: epoch, final status, result JSON, TTL in ms (0: none)
 FINALIZE = (
     _PRE
     + """
 if redis.call('HGET', h, 'status') ~= 'active' then return 0 end
 redis.call('HSET', h, 'status', ARGV[2], 'result', ARGV[3])
-redis.call('SREM', KEYS[2], ARGV[4])
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then
+  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
+end
 return 1
 """
 )
+
+# the partition's active set (its own slot): one command, auto-pipelined like the scripts
+SET_ADD = "return redis.call('SADD', KEYS[1], ARGV[1])"
+SET_REMOVE = "return redis.call('SREM', KEYS[1], ARGV[1])"
 
 
 def _h(q: str) -> str:
@@ -188,10 +229,20 @@ def _first(code: int) -> int | None:
 class RedisStateStore:
     """:class:`optscale.ports.StateStore` over redis-py asyncio (``decode_responses=True``)."""
 
-    def __init__(self, redis: Any, *, autopipeline: bool = True) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        autopipeline: bool = True,
+        result_ttl_seconds: float = DEFAULT_RESULT_TTL_SECONDS,
+    ) -> None:
         """With ``autopipeline`` (the default), transitions issued concurrently share one
-        round trip (:mod:`services.controller.autopipeline`)."""
+        round trip (:mod:`services.controller.autopipeline`). A finalized question's keys
+        expire after ``result_ttl_seconds`` (0: never)."""
+        if not result_ttl_seconds >= 0:
+            raise InvalidArgumentError("result_ttl_seconds", result_ttl_seconds, "must be >= 0")
         self.r = redis
+        self.result_ttl_ms = round(result_ttl_seconds * 1000)
         self.pipeline = AutoPipeline(redis) if autopipeline else None
         self._create = redis.register_script(CREATE)
         self._claim = redis.register_script(CLAIM)
@@ -200,6 +251,8 @@ class RedisStateStore:
         self._score_dispatch = redis.register_script(APPLY_SCORE_DISPATCH)
         self._fail = redis.register_script(APPLY_FAILURE)
         self._finalize = redis.register_script(FINALIZE)
+        self._set_add = redis.register_script(SET_ADD)
+        self._set_remove = redis.register_script(SET_REMOVE)
 
     async def _run(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
         if self.pipeline is None:
@@ -210,9 +263,11 @@ class RedisStateStore:
         return int(await self.r.incr("oq:epoch"))
 
     async def create(self, q: str, epoch: int, config: QuestionConfig, partition: int) -> bool:
-        keys = [_h(q), f"oq:active:{partition}"]
-        args = [epoch, json.dumps(config.to_dict(), sort_keys=True), partition, q, config.n_max]
-        return int(await self._run(self._create, keys, args)) == 1
+        args = [epoch, json.dumps(config.to_dict(), sort_keys=True), partition, config.n_max]
+        code = int(await self._run(self._create, [_h(q)], args))
+        if code in (0, 1):  # active: (re)enter the partition's active set
+            await self._run(self._set_add, [f"oq:active:{partition}"], [q])
+        return code == 1
 
     async def claim(self, q: str, epoch: int, *, forget_inflight: bool = False) -> Outcome:
         """Own ``q`` at ``epoch``. A newer epoch (or ``forget_inflight``, for the owner itself)
@@ -247,13 +302,27 @@ class RedisStateStore:
     async def finalize(
         self, q: str, epoch: int, status: str, result: dict[str, Any], partition: int
     ) -> Outcome:
-        keys = [_h(q), f"oq:active:{partition}"]
-        args = [epoch, status, json.dumps(result, sort_keys=True), q]
-        code = int(await self._run(self._finalize, keys, args))
+        args = [epoch, status, json.dumps(result, sort_keys=True), self.result_ttl_ms]
+        code = int(await self._run(self._finalize, list(_keys(q)), args))
+        if code != Outcome.FENCED:  # final (or gone): no longer active
+            await self._run(self._set_remove, [f"oq:active:{partition}"], [q])
         return Outcome.DUPLICATE if code == 0 else Outcome(code)
 
     async def active(self, partition: int) -> list[str]:
-        return sorted(await self.r.smembers(f"oq:active:{partition}"))
+        """The partition's active questions; ids found final or gone (a crash between
+        ``FINALIZE`` and the set's update, an expired question) are dropped from the set."""
+        key = f"oq:active:{partition}"
+        ids = sorted(await self.r.smembers(key))
+        if not ids:
+            return []
+        async with self.r.pipeline(transaction=False) as p:
+            for q in ids:
+                p.hget(_h(q), "status")
+            statuses = await p.execute()
+        gone = [q for q, st in zip(ids, statuses, strict=True) if st != "active"]
+        if gone:
+            await self.r.srem(key, *gone)
+        return [q for q, st in zip(ids, statuses, strict=True) if st == "active"]
 
     async def get(self, q: str) -> StoredQuestion | None:
         h, _, obs, _ = _keys(q)

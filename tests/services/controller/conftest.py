@@ -1,6 +1,8 @@
 """The controller's state store for its behavioural tests: the in-memory store (milliseconds)
 and the Redis/Lua store on a real redis-server (marked ``integration``), one test run per
-store, so the two implementations cannot drift."""
+store, so the two implementations cannot drift. The Redis store also runs on a cluster-mode
+redis-server (one node owning every slot), which refuses a script whose keys are in
+different hash slots (CROSSSLOT)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,33 @@ def redis_proc() -> Iterator[Proc]:
     p.stop()
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+@pytest.fixture(scope="module")
+def redis_cluster_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """A one-node Redis Cluster: cluster mode on, all 16384 slots on this node."""
+    import time
+
+    import redis
+
+    d = tmp_path_factory.mktemp("redis-cluster")
+    p = start_redis(extra=["--cluster-enabled", "yes", "--cluster-config-file",
+                           str(d / "nodes.conf"), "--dir", str(d)])
+    with redis.Redis(port=p.port) as r:
+        r.execute_command("CLUSTER", "ADDSLOTS", *range(16384))
+        deadline = time.monotonic() + 20
+        while b"cluster_state:ok" not in r.execute_command("CLUSTER", "INFO"):
+            assert time.monotonic() < deadline, "the one-node cluster did not become ok"
+            time.sleep(0.05)
+    yield p
+    p.stop()
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.integration),
+        pytest.param("redis-cluster", marks=pytest.mark.integration),
+    ]
+)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     if request.param == "memory":
         yield InMemoryStateStore()
@@ -28,7 +56,9 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     from services.common.security import redis_client
     from services.controller.state import RedisStateStore
 
-    proc: Proc = request.getfixturevalue("redis_proc")
+    proc: Proc = request.getfixturevalue(
+        "redis_proc" if request.param == "redis" else "redis_cluster_proc"
+    )
     r = redis_client(f"redis://127.0.0.1:{proc.port}/0")
     await r.flushdb()
     yield RedisStateStore(r)
