@@ -13,16 +13,19 @@ the widths were (``prior: {mu_bar, sigma_bar}``) read back with the default widt
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, replace
 from typing import Any
 
 from optscale.errors import InvalidArgumentError
+from optscale.params import make_policy_options
 from optscale.policies import (
     DEFAULT_ALPHA,
     DEFAULT_N_MAX,
     DEFAULT_POLICY,
     DEFAULT_S_MIN,
+    OPTION_NAMES,
     Policy,
     make_policy,
 )
@@ -47,6 +50,27 @@ class QuestionConfig:
     sampling: SamplingParams = SamplingParams()  # noqa: RUF009 (immutable)
     reference: str | None = None
     dataset: str | None = None
+    # further policy options in JSON form (names in optscale.policies.OPTION_NAMES), sorted
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def options_from(cls, raw: Any) -> tuple[tuple[str, Any], ...]:
+        """Options from a JSON object (``None`` / empty: none); unknown names are an error."""
+        if raw is None or raw == "":
+            return ()
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except ValueError as exc:
+                raise InvalidArgumentError("options", raw, f"not JSON ({exc})") from exc
+        if not isinstance(raw, dict):
+            raise InvalidArgumentError("options", raw, "must be a JSON object")
+        unknown = sorted(k for k in raw if k not in OPTION_NAMES)
+        if unknown:
+            raise InvalidArgumentError(
+                "options", unknown, f"unknown option; known: {', '.join(OPTION_NAMES)}"
+            )
+        return tuple(sorted(raw.items()))
 
     @property
     def needs_prior(self) -> bool:
@@ -92,9 +116,11 @@ class QuestionConfig:
         return self._policy(self.prior)
 
     def _policy(self, prior: GaussianPrior | None) -> Policy:
-        return make_policy(
-            self.policy, n_max=self.n_max, alpha=self.alpha, s_min=self.s_min, prior=prior
-        )
+        try:
+            kw = make_policy_options(self.alpha, self.s_min, self.options)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidArgumentError("options", dict(self.options), repr(exc)) from exc
+        return make_policy(self.policy, n_max=self.n_max, prior=prior, **kw)
 
     # ------------------------------------------------------------------ JSON
 
@@ -122,6 +148,7 @@ class QuestionConfig:
                 "max_tokens": sp.max_tokens,
                 "seed": sp.seed,
             },
+            "options": dict(self.options),
         }
 
     @classmethod
@@ -161,6 +188,7 @@ class QuestionConfig:
                 ),
                 reference=d.get("reference"),
                 dataset=d.get("dataset"),
+                options=cls.options_from(d.get("options")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, InvalidArgumentError):

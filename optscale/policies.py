@@ -73,6 +73,7 @@ __all__ = [
     "DEFAULT_N_MAX",
     "DEFAULT_POLICY",
     "DEFAULT_S_MIN",
+    "OPTION_NAMES",
     "POLICY_NAMES",
     "Chosen",
     "Decision",
@@ -214,6 +215,12 @@ class Oracle(_Base):
 
 POLICY_NAMES = (
     "bon", "sc", "wsc", "optscale0", "optscalet", "esc", "asc", "oracle", "bayes", "hybrid"
+)  # fmt: skip
+# The options beyond name / n_max / alpha / s_min / prior that a question's config may carry
+# (a params file's tuned ``policy_params``); ``p_correct`` in JSON form {"a": .., "b": ..}.
+OPTION_NAMES = (
+    "initial", "prior_first", "pace", "window", "threshold", "batch",
+    "price", "p_correct", "wave", "select",
 )  # fmt: skip
 
 

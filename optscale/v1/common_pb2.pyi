@@ -93,13 +93,20 @@ class PolicyParams(_message.Message):
     ALPHA_FIELD_NUMBER: _builtins.int
     S_MIN_FIELD_NUMBER: _builtins.int
     PRIOR_FIELD_NUMBER: _builtins.int
+    OPTIONS_JSON_FIELD_NUMBER: _builtins.int
     policy: _builtins.str
-    """bon | sc | wsc | optscale0 | optscalet | esc | asc"""
+    """bon | sc | wsc | optscale0 | optscalet | esc | asc | bayes | hybrid"""
     n_max: _builtins.int
     alpha: _builtins.float
     """Confidence of the bound, in (0, 1). Unset: the controller's default (0.9)."""
     s_min: _builtins.float
     """Target score, in (0, 1). Unset: the controller's default for its verifier."""
+    options_json: _builtins.str
+    """Further policy options, a JSON object (empty: the policy's defaults): the tuned
+    `policy_params` of an `optscale calibrate` params file, e.g. {"price": 1e-5,
+    "p_correct": {"a": -3.1, "b": 5.2}, "wave": 2, "select": "vote"} for bayes / hybrid,
+    {"initial": 4, "pace": 0.5} for optscale0 / optscalet (names: optscale.policies.OPTION_NAMES).
+    """
     @_builtins.property
     def prior(self) -> Global___Prior:
         """OptScale^t prior; when unset the controller asks the predictor."""
@@ -112,10 +119,11 @@ class PolicyParams(_message.Message):
         alpha: _builtins.float | None = ...,
         s_min: _builtins.float | None = ...,
         prior: Global___Prior | None = ...,
+        options_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_prior", b"_prior", "_s_min", b"_s_min", "alpha", b"alpha", "prior", b"prior", "s_min", b"s_min"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_prior", b"_prior", "_s_min", b"_s_min", "alpha", b"alpha", "n_max", b"n_max", "policy", b"policy", "prior", b"prior", "s_min", b"s_min"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_prior", b"_prior", "_s_min", b"_s_min", "alpha", b"alpha", "n_max", b"n_max", "options_json", b"options_json", "policy", b"policy", "prior", b"prior", "s_min", b"s_min"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__alpha: _TypeAlias = _typing.Literal["alpha"]  # noqa: Y015
     _WhichOneofArgType__alpha: _TypeAlias = _typing.Literal["_alpha", b"_alpha"]  # noqa: Y015

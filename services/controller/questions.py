@@ -56,6 +56,7 @@ def config_from_submitted(
         s_min=p.s_min if p.HasField("s_min") else defaults.s_min,
         prior=gaussian_prior_from_pb(p.prior) if p.HasField("prior") else None,
         sampling=params,
+        options=QuestionConfig.options_from(p.options_json),
     )
     return cfg.validate(
         max_tokens_limit=defaults.max_tokens_limit,

@@ -51,3 +51,32 @@ def test_bad_widths_name_the_field(prior: dict[str, float], field: str) -> None:
     with pytest.raises(InvalidArgumentError) as err:
         QuestionConfig.from_dict({**_cfg(None).to_dict(), "prior": prior})
     assert err.value.field == field
+
+
+def test_tuned_options_round_trip_and_build_the_tuned_policy() -> None:
+    opts = {"price": 2e-4, "p_correct": {"a": -2.0, "b": 4.0}, "wave": 2, "select": "vote"}
+    cfg = QuestionConfig("q?", policy="hybrid", n_max=8, options=QuestionConfig.options_from(opts))
+    back = QuestionConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg
+    pol = back.validate().build_policy()
+    assert (pol.price, pol.p_correct.b, pol.wave, pol.select) == (2e-4, 4.0, 2, "vote")  # type: ignore[attr-defined]
+    paced = QuestionConfig("q?", options=QuestionConfig.options_from('{"pace": 0.5}'))
+    assert paced.build_policy().pace == 0.5  # type: ignore[attr-defined]
+    assert QuestionConfig.from_dict({"text": "q?"}).options == ()
+
+
+@pytest.mark.parametrize(
+    ("policy", "raw"),
+    [
+        ("bayes", '{"nope": 1}'),
+        ("bayes", "[1, 2]"),
+        ("bayes", "{not json"),
+        ("bayes", {"p_correct": 3}),
+        ("bayes", {"wave": "2"}),
+        ("optscale0", {"pace": 2.0}),
+    ],
+)
+def test_bad_options_are_a_clear_error(policy: str, raw: object) -> None:
+    with pytest.raises(InvalidArgumentError) as err:
+        QuestionConfig("q?", policy=policy, options=QuestionConfig.options_from(raw)).validate()
+    assert err.value.field in ("options", "pace", "wave")

@@ -63,8 +63,10 @@ def submitted(
     seed: int | None = None,
     s_min: float | None = None,
     alpha: float | None = None,
+    options: str = "",
 ) -> events_pb2.QuestionEvent:
     ev = events_pb2.QuestionEvent(question_id=q, schema_version=1)
+    ev.submitted.policy.options_json = options
     ev.submitted.text = f"question {q}?"
     ev.submitted.policy.policy = policy
     ev.submitted.policy.n_max = n_max

@@ -4,6 +4,7 @@ decision, because all three drive :class:`optscale.loop.QuestionLoop`."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from optscale.episode import run_episode
 from optscale.loop import Dispatch, sample_seed
 from optscale.memory import InMemoryStateStore
+from optscale.params import make_policy_options
 from optscale.policies import make_policy
 from optscale.pools import PoolSample
 from optscale.ports import GenerateRequest
@@ -27,8 +29,19 @@ ANSWERS = ["3", "4", "3", "5", "4", "4", "3", "4", "3", "4", "5", "4"]
 TOKENS = [100 + 7 * i for i in range(len(SCORES))]
 
 
+# tuned options as a params file carries them (JSON form), travelling to the controller in
+# the Submitted event's policy.options_json
+TUNED: dict[str, dict[str, Any]] = {
+    "optscale0+": {"initial": 3, "pace": 0.5},
+    "bayes+": {"price": 2e-4, "p_correct": {"a": -2.0, "b": 4.0}, "wave": 2},
+    "hybrid+": {"price": 1e-4, "p_correct": {"a": -1.0, "b": 3.0}, "threshold": 0.6},
+}
+
+
 def _policy(name: str) -> Any:
-    return make_policy(name, n_max=12, alpha=0.9, s_min=0.9)
+    base = name.rstrip("+")
+    opts = make_policy_options(0.9, 0.9, TUNED.get(name, {}).items())
+    return make_policy(base, n_max=12, **opts)
 
 
 Trace = list[tuple[int, int, tuple[str, ...], tuple[int | None, ...]]]
@@ -76,7 +89,11 @@ def _replay(name: str) -> tuple[Trace, tuple[Any, ...]]:
 async def _controller(name: str) -> tuple[Trace, tuple[Any, ...]]:
     w, gen, pub = harness.worker(InMemoryStateStore())
     await w.assign({0})
-    await w.handle(harness.submitted(Q, n_max=12, policy=name, seed=SEED, s_min=0.9), 0)
+    opts = json.dumps(TUNED[name]) if name in TUNED else ""
+    sub = harness.submitted(
+        Q, n_max=12, policy=name.rstrip("+"), seed=SEED, s_min=0.9, options=opts
+    )
+    await w.handle(sub, 0)
     nxt = 0
     while not harness.results(pub):
         await harness.settle()
@@ -93,12 +110,21 @@ async def _controller(name: str) -> tuple[Trace, tuple[Any, ...]]:
     return trace, (r.stop_reason, r.chosen_sample_id, r.samples_used, r.completion_tokens, n_star)
 
 
-@pytest.mark.parametrize("name", ["optscale0", "asc", "esc", "bon", "bayes", "hybrid"])
+@pytest.mark.parametrize(
+    "name", ["optscale0", "asc", "esc", "bon", "bayes", "hybrid", *TUNED]
+)  # fmt: skip
 async def test_the_three_drivers_make_the_same_dispatches_and_decision(name: str) -> None:
     solved, replayed, controlled = await _solve(name), _replay(name), await _controller(name)
     assert solved == replayed == controlled
     trace, (reason, chosen, used, _, n_star) = solved
     assert trace and chosen is not None and used <= len(SCORES)
-    if name == "optscale0":  # the scripted scores make it dispatch more than once
+    if name.startswith("optscale0"):  # the scripted scores make it dispatch more than once
         assert len(trace) > 1 and n_star is not None
         assert reason == ("bound" if n_star < 12 else "n_max")
+
+
+@pytest.mark.parametrize("name", list(TUNED))
+async def test_tuned_options_reach_every_driver(name: str) -> None:
+    """The tuned run differs from the default one (so the options above were applied); the
+    three drivers agreeing on it (test above) means each got them."""
+    assert await _solve(name) != await _solve(name.rstrip("+"))
