@@ -21,6 +21,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--s-min", type=float)
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--params",
+        help="tuned params from `optscale calibrate` (policy, N_max, alpha, s_min and options)",
+    )
+    parser.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="submit even questions the --params were tuned on (printed)",
+    )
+    parser.add_argument(
+        "--options",
+        default="",
+        help="further policy options as JSON, e.g. '{\"pace\": 0.5}' (over --params' ones)",
+    )
+
+
+def apply_params(args: argparse.Namespace, question_ids: list[str]) -> None:
+    """Fill policy, N_max, alpha, s_min and options from ``--params`` where the command line
+    leaves them at their defaults; refuse params tuned at another N_max or on any of the
+    submitted questions (unless ``--allow-overlap``)."""
+    import json
+
+    from optscale.config import QuestionConfig
+    from optscale.errors import InvalidArgumentError
+    from optscale.params import check_n_max, check_overlap, read_params
+
+    opts = dict(QuestionConfig.options_from(args.options))
+    if args.params:
+        p = read_params(args.params)
+        if args.policy not in ("optscale0", p.policy):
+            raise InvalidArgumentError("policy", args.policy, f"{args.params} is for {p.policy}")
+        args.policy = p.policy
+        if args.n_max == 16:
+            args.n_max = p.n_max
+        check_n_max(p, args.n_max)
+        warning = check_overlap(p, question_ids, allow_overlap=args.allow_overlap)
+        if warning:
+            print(warning)
+        args.alpha = p.alpha if args.alpha is None else args.alpha
+        args.s_min = p.s_min if args.s_min is None else args.s_min
+        opts = {**dict(p.policy_params), **opts}
+    args.options = json.dumps(opts, sort_keys=True) if opts else ""
 
 
 def build_events(args: argparse.Namespace, questions: list) -> list:  # type: ignore[type-arg]
@@ -43,6 +85,7 @@ def build_events(args: argparse.Namespace, questions: list) -> list:  # type: ig
             s.policy.alpha = args.alpha
         if args.s_min is not None:
             s.policy.s_min = args.s_min
+        s.policy.options_json = getattr(args, "options", "") or ""
         s.sampling.temperature, s.sampling.top_p = 0.7, 0.95
         s.sampling.max_tokens = args.max_tokens
         if args.seed is not None:
@@ -68,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dataset
         else load_questions_jsonl(args.questions, limit=args.limit, offset=args.offset)
     )
+    apply_params(args, [q.id for q in qs])
     events = build_events(args, qs)
 
     async def send() -> None:
