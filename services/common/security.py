@@ -8,9 +8,14 @@
 * Token auth: ``OPTSCALE_AUTH_TOKEN`` or ``OPTSCALE_AUTH_TOKEN_FILE`` (a mounted Secret):
   servers reject calls whose ``authorization: Bearer <token>`` metadata does not match
   (``UNAUTHENTICATED``); clients attach it. ``grpc.health.v1.Health`` stays open so that
-  Kubernetes gRPC probes (which cannot send metadata) keep working.
+  Kubernetes gRPC probes (which cannot send metadata) keep working. The file is re-read when
+  it changes (a rotated Secret; checked with one ``stat`` per call): servers and clients use
+  the new token from the next call on, without a restart. An empty or unreadable file is an
+  error at start; later, the last good token stays in use.
 
-Nothing here is ever logged; :meth:`Security.describe` says what is on without values.
+Nothing here is ever logged; :meth:`Security.describe` says what is on without values. A
+server serves TLS only with a certificate (``OPTSCALE_TLS_CERT``/``_KEY``): a CA alone only
+makes this process's *outgoing* calls TLS, and the log says so.
 Kafka SASL/SSL settings are in :mod:`services.common.kafka`. Redis AUTH/ACL/TLS: the Redis URL
 (``redis://user:password@host:6379/0``; ``rediss://…?ssl_ca_certs=/path/ca.crt`` for TLS), or
 the URL without credentials plus ``OPTSCALE_REDIS_USERNAME`` / ``OPTSCALE_REDIS_PASSWORD``
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,19 +85,32 @@ class Security:
 
     @property
     def tls(self) -> bool:
+        """Outgoing calls use TLS (a CA to verify servers, or a client certificate)."""
         return bool(self.tls_cert or self.tls_ca)
 
+    @property
+    def serves_tls(self) -> bool:
+        """Servers use TLS: only with a certificate (a CA alone does not make a server TLS)."""
+        return bool(self.tls_cert)
+
+    @property
+    def token_auth(self) -> bool:
+        return bool(self.auth_token or self.auth_token_file)
+
+    def token_source(self) -> TokenSource:
+        return TokenSource(self.auth_token, self.auth_token_file)
+
     def token(self) -> str:
-        if self.auth_token_file:
-            return _read(self.auth_token_file, "OPTSCALE_AUTH_TOKEN_FILE").decode().strip()
-        return self.auth_token
+        """The token now (read from the file when one is configured)."""
+        return self.token_source().current() if self.token_auth else ""
 
     def describe(self) -> dict[str, Any]:
-        """What is switched on, for logs: never a value."""
+        """What a server has switched on, for its "serving" log: never a value."""
         return {
-            "tls": self.tls,
-            "mtls": self.tls_client_auth,
-            "token_auth": bool(self.auth_token or self.auth_token_file),
+            "tls": self.serves_tls,
+            "mtls": self.serves_tls and self.tls_client_auth,
+            "token_auth": self.token_auth,
+            "outgoing_tls": self.tls,
         }
 
     # -- servers ---------------------------------------------------------------------------
@@ -105,8 +124,11 @@ class Security:
         )
 
     def server_interceptors(self) -> list[Any]:
-        token = self.token()
-        return [TokenAuthInterceptor(token)] if token else []
+        if not self.token_auth:
+            return []
+        source = self.token_source()
+        source.current()  # fail at start on an unreadable or empty file
+        return [TokenAuthInterceptor(source)]
 
     # -- clients ---------------------------------------------------------------------------
     def channel_credentials(self) -> grpc.ChannelCredentials | None:
@@ -123,9 +145,37 @@ class Security:
             return [("grpc.ssl_target_name_override", self.tls_server_name)]
         return []
 
-    def metadata(self) -> list[tuple[str, str]]:
-        token = self.token()
-        return [("authorization", f"Bearer {token}")] if token else []
+
+class TokenSource:
+    """The bearer token: the fixed one, or the file's content re-read whenever the file
+    changes (inode, size or mtime: kubelet swaps a Secret's symlink on rotation)."""
+
+    def __init__(self, token: str = "", path: str = "") -> None:
+        self.path = path
+        self._value = token
+        self._seen: tuple[int, int, int, int] | None = None
+        self._lock = threading.Lock()  # servers and clients may share one across threads
+
+    def current(self) -> str:
+        if not self.path:
+            return self._value
+        what = "OPTSCALE_AUTH_TOKEN_FILE"
+        with self._lock:
+            try:
+                st = os.stat(self.path)
+                seen = (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+                if seen != self._seen:
+                    value = _read(self.path, what).decode().strip()
+                    if not value:
+                        raise InvalidArgumentError(what, self.path, "is empty")
+                    self._value, self._seen = value, seen
+            except (OSError, InvalidArgumentError) as exc:
+                if not self._value:  # nothing good yet: a clear error, never "no auth"
+                    if isinstance(exc, InvalidArgumentError):
+                        raise
+                    raise InvalidArgumentError(what, self.path, f"cannot read: {exc}") from exc
+                # mid-rotation (file briefly missing or empty): keep the last good token
+            return self._value
 
 
 def open_channel(
@@ -134,8 +184,11 @@ def open_channel(
     """An asyncio channel with TLS / mTLS and the token attached to every call, as configured."""
     sec = security or Security()
     opts = [*options, *sec.channel_options()]
-    md = sec.metadata()
-    interceptors = _metadata_interceptors(md) if md else None
+    interceptors = None
+    if sec.token_auth:
+        source = sec.token_source()
+        source.current()  # fail here on an unreadable or empty file
+        interceptors = _metadata_interceptors(source)
     creds = sec.channel_credentials()
     if creds is not None:
         return grpc.aio.secure_channel(target, creds, options=opts, interceptors=interceptors)
@@ -152,10 +205,11 @@ def open_sync_channel(target: str, security: Security | None = None) -> grpc.Cha
 
 
 class TokenAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Rejects calls without ``authorization: Bearer <token>`` (constant-time compare)."""
+    """Rejects calls without ``authorization: Bearer <token>`` (constant-time compare)
+    against the token now (a token file is re-read when it changes)."""
 
-    def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
+    def __init__(self, token: str | TokenSource) -> None:
+        self._source = token if isinstance(token, TokenSource) else TokenSource(token)
 
     async def intercept_service(
         self,
@@ -168,7 +222,8 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg
         got = dict(details.invocation_metadata or ()).get("authorization", "")
         if isinstance(got, bytes):
             got = got.decode(errors="replace")
-        if hmac.compare_digest(str(got).encode(), self._expected):
+        expected = f"Bearer {self._source.current()}".encode()
+        if hmac.compare_digest(str(got).encode(), expected):
             return await continuation(details)
         handler = await continuation(details)
         return _deny(handler)
@@ -192,12 +247,13 @@ def _deny(handler: Any) -> Any:
 
 
 class _AddMetadata:
-    def __init__(self, metadata: list[tuple[str, str]]) -> None:
-        self._md = metadata
+    def __init__(self, source: TokenSource) -> None:
+        self._source = source
 
     def _details(self, d: Any) -> Any:
         pairs = list(d.metadata.items()) if d.metadata else []  # aio.Metadata is a mapping
-        return d._replace(metadata=grpc.aio.Metadata(*pairs, *self._md))
+        token = ("authorization", f"Bearer {self._source.current()}")
+        return d._replace(metadata=grpc.aio.Metadata(*pairs, token))
 
 
 # grpc.aio files each interceptor under the first call type it matches, so one class per type.
@@ -221,8 +277,8 @@ class _StreamStream(_AddMetadata, grpc.aio.StreamStreamClientInterceptor):  # ty
         return await continuation(self._details(details), it)
 
 
-def _metadata_interceptors(md: list[tuple[str, str]]) -> list[Any]:
-    return [cls(md) for cls in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
+def _metadata_interceptors(source: TokenSource) -> list[Any]:
+    return [cls(source) for cls in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
 
 
 def redis_client(url: str, env: Mapping[str, str] | None = None, max_connections: int = 512) -> Any:

@@ -123,7 +123,7 @@ def test_config_from_env_is_validated(pki: Path) -> None:
     }
     sec = Security.from_env(env)
     assert sec.tls and sec.tls_client_auth and sec.token() == "abc"
-    assert sec.describe() == {"tls": True, "mtls": True, "token_auth": True}
+    assert sec.describe() == {"tls": True, "mtls": True, "token_auth": True, "outgoing_tls": True}
     assert "abc" not in repr(sec.describe())
     with pytest.raises(InvalidArgumentError, match="TLS_CERT/KEY"):
         Security.from_env({"OPTSCALE_TLS_CERT": "x.crt"})
@@ -131,3 +131,46 @@ def test_config_from_env_is_validated(pki: Path) -> None:
         Security.from_env({"OPTSCALE_TLS_CLIENT_AUTH": "1"})
     with pytest.raises(InvalidArgumentError, match="TLS_KEY"):
         Security(tls_cert=str(pki / "server.crt"), tls_key="/nope.key").server_credentials()
+
+
+def test_a_ca_alone_is_not_logged_as_a_tls_server(pki: Path) -> None:
+    ca_only = Security.from_env({"OPTSCALE_TLS_CA": str(pki / "ca.crt")})
+    assert ca_only.server_credentials() is None  # the server is plaintext...
+    assert ca_only.describe()["tls"] is False and ca_only.describe()["mtls"] is False
+    assert ca_only.describe()["outgoing_tls"] is True  # ...its calls to others are TLS
+    assert _server_tls(pki).describe()["tls"] is True
+
+
+async def test_a_rotated_token_file_is_used_from_the_next_call(
+    start: Any, tmp_path: Path
+) -> None:
+    import os
+
+    secret = tmp_path / "token"
+    secret.write_text("old-token\n")
+    port = await start(Security(auth_token_file=str(secret)))
+    follower = Security(auth_token_file=str(secret))  # a client reading the same Secret
+    async with open_channel(f"127.0.0.1:{port}", follower) as ch:
+        stub = generator_pb2_grpc.GeneratorStub(ch)
+        assert len([ev async for ev in stub.Generate(REQ, timeout=10)]) == 2
+        staged = tmp_path / "token.new"
+        staged.write_text("new-token\n")
+        os.replace(staged, secret)  # rotation: a new file under the same name
+        assert len(await _generate(port, Security(auth_token="new-token"))) == 2
+        assert await _code(port, Security(auth_token="old-token")) == (
+            grpc.StatusCode.UNAUTHENTICATED
+        )
+        # the long-lived channel of the following client sends the new token too
+        assert len([ev async for ev in stub.Generate(REQ, timeout=10)]) == 2
+        secret.unlink()  # mid-rotation: the last good token stays in use
+        assert len(await _generate(port, Security(auth_token="new-token"))) == 2
+        assert len([ev async for ev in stub.Generate(REQ, timeout=10)]) == 2
+
+
+def test_an_empty_or_missing_token_file_is_an_error_not_open_access(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(InvalidArgumentError, match="is empty"):
+        Security(auth_token_file=str(empty)).server_interceptors()
+    with pytest.raises(InvalidArgumentError, match="cannot read"):
+        Security(auth_token_file=str(tmp_path / "missing")).server_interceptors()
