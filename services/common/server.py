@@ -1,8 +1,9 @@
 """Run a grpc.aio server the same way for every service: health checking, reflection,
 Prometheus metrics, structured logs, and a graceful SIGTERM (health NOT_SERVING, stop taking
 calls, give in-flight calls ``grace`` seconds, then cancel them — which aborts their work),
-connection recycling (``max_connection_age``), and supervision of the service's background
-tasks (one that dies turns health NOT_SERVING and the process exits 1)."""
+connection recycling (``max_connection_age``), keepalive PINGs (``services/common/keepalive.py``:
+a silent client is dropped, clients' PINGs are accepted), and supervision of the service's
+background tasks (one that dies turns health NOT_SERVING and the process exits 1)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from optscale.errors import BackendUnavailableError, InvalidArgumentError, OptScaleError
+from services.common.keepalive import Keepalive
 from services.common.metrics import LATENCY, REQUESTS
 from services.common.security import Security
 from services.common.supervise import how_it_ended, until_stopped_or_dead
@@ -74,9 +76,12 @@ class Server:
         options: Sequence[tuple[str, int]] | None = None,
     ) -> None:
         """``options``: extra gRPC server options (default: the connection-age settings of
-        :func:`connection_age_options`)."""
+        :func:`connection_age_options` and the keepalive of ``OPTSCALE_GRPC_KEEPALIVE_*``)."""
         self.security = security or Security()
-        extra = connection_age_options() if options is None else list(options)
+        if options is None:
+            extra = [*connection_age_options(), *Keepalive.from_env().server_options()]
+        else:
+            extra = list(options)
         self.server = grpc.aio.server(
             interceptors=self.security.server_interceptors(),
             options=[

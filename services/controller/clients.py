@@ -4,23 +4,52 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
+from optscale.errors import InvalidArgumentError
 from optscale.ports import GenerateRequest, Prior
 from optscale.v1 import generator_pb2, generator_pb2_grpc, predictor_pb2, predictor_pb2_grpc
 from services.common.convert import params_to_pb, prior_from_pb
+from services.common.keepalive import Keepalive
 from services.common.security import Security, open_channel
 
 # Client-side load balancing over every pod behind a headless Service
 # (target "dns:///optscale-generator.optscale.svc:50051"): each call picks a pod; a stream
-# stays on its pod, so cancelling it reaches the engine that runs its samples.
-CHANNEL_OPTIONS = [("grpc.lb_policy_name", "round_robin"), ("grpc.enable_retries", 0)]
+# stays on its pod, so cancelling it reaches the engine that runs its samples. A pod that went
+# away is tried again after at most 5 s (gRPC's default backoff grows to 120 s), so a
+# restarted one gets work soon after it is back.
+CHANNEL_OPTIONS = [
+    ("grpc.lb_policy_name", "round_robin"),
+    ("grpc.enable_retries", 0),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+]
+LEASE_DEADLINE_S = 900.0
 
 
 class GrpcGenerator:
     """Opens ``Generator.Generate`` with ``publish=True``: candidates travel through Kafka;
-    this stream only reports which sample ids finished. Closing it aborts the rest."""
+    this stream only reports which sample ids finished. Closing it aborts the rest.
 
-    def __init__(self, target: str, security: Security | None = None) -> None:
-        self.channel = open_channel(target, security, CHANNEL_OPTIONS)
+    Dead peers are noticed two ways: keepalive PINGs (``keepalive``, default from
+    ``OPTSCALE_GRPC_KEEPALIVE_*``) fail the streams of a generator that stopped answering
+    (SIGSTOPped, frozen node, lost network) with ``UNAVAILABLE`` within interval + timeout, and
+    every call has a deadline (``deadline_s``, the controller's
+    ``OPTSCALE_CONTROLLER_LEASE_DEADLINE_SECONDS``; 0 = none) for a generator that answers
+    PINGs but makes no progress. Either way the lease (``services/controller/lease.py``) asks
+    again for the unfinished sample ids — round robin sends them to a live generator — and
+    reports them failed (the controller re-dispatches them) after its retries."""
+
+    def __init__(
+        self,
+        target: str,
+        security: Security | None = None,
+        *,
+        deadline_s: float = LEASE_DEADLINE_S,
+        keepalive: Keepalive | None = None,
+    ) -> None:
+        if not deadline_s >= 0:
+            raise InvalidArgumentError("lease deadline_s", deadline_s, "must be >= 0")
+        self.deadline_s = deadline_s or None
+        ka = Keepalive.from_env() if keepalive is None else keepalive
+        self.channel = open_channel(target, security, [*CHANNEL_OPTIONS, *ka.client_options()])
         self.stub = generator_pb2_grpc.GeneratorStub(self.channel)
 
     async def generate(self, req: GenerateRequest, *, epoch: int) -> AsyncIterator[str]:
@@ -33,7 +62,8 @@ class GrpcGenerator:
                 first_index=req.first_index,
                 epoch=epoch,
                 publish=True,
-            )
+            ),
+            timeout=self.deadline_s,
         )
         try:
             async for ev in call:
