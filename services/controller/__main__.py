@@ -42,7 +42,7 @@ async def amain(cfg: ControllerConfig) -> int:
     store = RedisStateStore(r, result_ttl_seconds=cfg.result_ttl_seconds)
     producer = await kafka.producer(cfg.kafka_bootstrap)
     security = Security.from_env()
-    generator = GrpcGenerator(cfg.generator, security)
+    generator = GrpcGenerator(cfg.generator, security, deadline_s=cfg.lease_deadline_seconds)
     predictor = GrpcPredictor(cfg.predictor, security) if cfg.predictor else None
     publisher = Publisher(producer)
     worker = ControllerWorker(

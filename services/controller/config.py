@@ -19,6 +19,10 @@ class ControllerConfig:
     # the most samples one Generate call may ask for: the generators' OPTSCALE_GENERATOR_MAX_K
     # (keep them equal); a larger dispatch is split into several calls
     generator_max_k: int = 64
+    # a Generate call (a lease) that has not finished in this long is cut and its unfinished
+    # samples asked for again (0 = no deadline); a silent generator is noticed sooner by the
+    # keepalive PINGs (OPTSCALE_GRPC_KEEPALIVE_SECONDS, services/common/keepalive.py)
+    lease_deadline_seconds: float = 900.0
     group: str = "optscale-controller"
     partitions: int = 8  # used when the controller creates missing topics
     host: str = "0.0.0.0"
