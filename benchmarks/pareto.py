@@ -30,6 +30,10 @@ Per N_max, every tunable parameter is chosen on the **dev half** (orders ``--cal
   ``dsc`` (the batch policy of :mod:`optscale.dsc`, when present; ranked by the priors' mu as
   replay does): window in the same grid; by the same gain over the dev BoN curve (ties: fewer
   tokens);
+* ``allocation``, ``allocation-b25``, ``allocation-b50`` (batch budget allocation,
+  :mod:`optscale.allocation`, one batch per order index; ``benchmarks/pareto_allocation.py``):
+  P(correct | score) fitted on the dev samples; no budget / a batch budget of 0.25x / 0.5x the
+  dev half's BoN@N_max tokens per question; price and give-up threshold by the same gain;
 * ``bon``, ``sc``, ``wsc``, ``oracle``: nothing to tune. A policy added to
   ``optscale.policies.POLICY_NAMES`` later that calibrate does not know runs with its defaults
   (and OptScale^0's alpha / s_min, and a prior when it wants one) and is marked "untuned".
@@ -190,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             s_mins=(0.9, 0.95),
             asc_grid=(0.9, 0.95),
             esc_grid=(2, 4),
+            alloc_prices=(1e-5, 1e-4),
+            alloc_budget_prices=(0.0,),
+            alloc_give_ups=(0.0,),
         )
         boot, jobs = 50, 1
     else:

@@ -15,6 +15,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import semisynthetic
+from pareto_allocation import ALLOCATION_LABELS
+from pareto_allocation import BUDGET_PRICE_GRID as ALLOC_BUDGET_PRICE_GRID
+from pareto_allocation import GIVE_UP_GRID as ALLOC_GIVE_UP_GRID
+from pareto_allocation import PRICE_GRID as ALLOC_PRICE_GRID
 
 from optscale.calibrate import ALPHA_GRID, S_MIN_GRID
 from optscale.datasets import datasets_dir
@@ -31,7 +35,14 @@ ASC_GRID: tuple[float, ...] = (0.8, 0.9, 0.95, 0.99)
 ESC_GRID: tuple[int, ...] = (2, 3, 4, 5, 8)
 TARGET_RATIO, TARGET_SEMI_FRACTION = 0.5, 0.25
 NOT_A_POLICY = frozenset({"oracle"})
-BATCH_POLICIES = ("dsc",)  # decide over the whole batch (optscale.dsc), not through the loop
+# decide over the whole batch (optscale.dsc, optscale.allocation), not through the loop; the
+# module each comes from
+BATCH_POLICIES: dict[str, str] = {
+    "dsc": "dsc",
+    "allocation": "allocation",
+    "allocation-b25": "allocation",
+    "allocation-b50": "allocation",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +55,9 @@ class Options:
     s_mins: tuple[float, ...] = S_MIN_GRID
     asc_grid: tuple[float, ...] = ASC_GRID
     esc_grid: tuple[int, ...] = ESC_GRID
+    alloc_prices: tuple[float, ...] = ALLOC_PRICE_GRID  # the allocation rows (pareto_allocation)
+    alloc_budget_prices: tuple[float, ...] = ALLOC_BUDGET_PRICE_GRID
+    alloc_give_ups: tuple[float, ...] = ALLOC_GIVE_UP_GRID
 
 
 @dataclass(slots=True)
@@ -132,14 +146,14 @@ def n_values(pool: Pool) -> list[int]:
 
 
 def policies_now() -> list[str]:
-    """``optscale.policies.POLICY_NAMES`` as it is when this runs, and the batch policies replay
-    runs beside them (``dsc``) when they exist."""
+    """``optscale.policies.POLICY_NAMES`` as it is when this runs, and the batch policies run
+    beside them (``dsc``, the ``allocation`` rows) when their modules exist."""
     out = list(POLICY_NAMES)
-    for p in BATCH_POLICIES:
-        if p not in out and importlib.util.find_spec(f"optscale.{p}") is not None:
+    for p, module in BATCH_POLICIES.items():
+        if p not in out and importlib.util.find_spec(f"optscale.{module}") is not None:
             out.append(p)
     return out
 
 
 def label(p: str) -> str:
-    return POLICY_LABELS.get(p, p)
+    return POLICY_LABELS.get(p) or ALLOCATION_LABELS.get(p, p)

@@ -14,9 +14,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+from pareto_allocation import ALLOCATION_ROWS, run_allocation
 from pareto_common import BATCH_POLICIES, CellData, JobResult, Options, Tuned, load_pool, priors_for
 from pareto_tuning import tune
 
+from optscale.allocation import PosteriorCache
 from optscale.episode import run_episode
 from optscale.errors import InvalidArgumentError
 from optscale.policies import make_policy
@@ -94,6 +96,7 @@ def evaluate(
             else:
                 eps = [run_episode(shared[t.policy], od) for od in orders[qi]]
             put(t.policy, qi, eps)
+    alloc_cache: PosteriorCache = {}  # the allocation rows share their posterior fits
     for t in tuned:
         if t.policy == "dsc":  # decides over the whole batch: one batch per order index
             from optscale.dsc import dsc_batch
@@ -114,6 +117,9 @@ def evaluate(
                     got[qi].append(eps_by_id[i])
             for qi in range(nq):
                 put(t.policy, qi, got[qi])
+        elif t.policy in ALLOCATION_ROWS:  # one batch per order index (optscale.allocation)
+            for qi, eps_q in enumerate(run_allocation(test, n, t.kwargs, orders, alloc_cache)):
+                put(t.policy, qi, eps_q)
     if missing:
         notes.append(f"{missing} (question, policy) pairs had no prior and were skipped")
     cells = []

@@ -10,6 +10,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+from pareto_allocation import ALLOCATION_ROWS, tune_allocation
 from pareto_common import Options, Tuned, label
 
 from optscale.calibrate import CALIBRATABLE, calibrate
@@ -79,6 +80,20 @@ def tune(
     base: dict[str, Any] = {"alpha": cal.alpha, "s_min": cal.s_min}
     notes.append(f"OptScale^0 dev calibration: {cal.verdict}")
     out: list[Tuned] = []
+    rows = [p for p in policies if p in ALLOCATION_ROWS]
+    alloc = {
+        r: Tuned(r, kw, note)
+        for r, kw, note in tune_allocation(
+            dev,
+            n,
+            rows,
+            cal_orders=o.cal_orders,
+            seed=o.seed,
+            price_grid=o.alloc_prices,
+            budget_price_grid=o.alloc_budget_prices,
+            give_up_grid=o.alloc_give_ups,
+        )
+    }
     for p in policies:
         if p == "optscale0":
             out.append(Tuned(p, dict(base), f"alpha={cal.alpha} s_min={cal.s_min}"))
@@ -97,6 +112,8 @@ def tune(
         elif p == "dsc":
             windows = [w for w in o.esc_grid if w <= n] or [n]
             out.append(_dev_choice(dev, p, n, "dsc_window", windows, base, o, priors))
+        elif p in alloc:
+            out.append(alloc[p])
         elif p in ("bon", "sc", "wsc", "oracle"):
             out.append(Tuned(p, {}, ""))
         else:

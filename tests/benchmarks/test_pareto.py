@@ -177,6 +177,7 @@ def test_pareto_quick_prints_a_row_per_policy_and_writes_the_plots(tmp_path: Pat
         timeout=240,
         check=True,
     ).stdout
+    label = _load("pareto_common").label
     sections = out.split("\n== ")[1:]
     names = [s.split(" ", 1)[0] for s in sections]
     assert names[:4] == [
@@ -191,6 +192,12 @@ def test_pareto_quick_prints_a_row_per_policy_and_writes_the_plots(tmp_path: Pat
             for n in expected_n[i]:
                 row = re.search(rf"^   {re.escape(POLICY_LABELS.get(p, p))}\s+{n}\s+\d", sec, re.M)
                 assert row is not None, (p, n, sec)
+        for batch_row in ("allocation", "allocation-b25", "allocation-b50"):  # the batch rows
+            for n in expected_n[i]:
+                assert re.search(rf"^   {re.escape(label(batch_row))}\s+{n}\s+\d", sec, re.M), (
+                    batch_row,
+                    n,
+                )
         assert "target 1" in sec
         assert ("target 2" in sec) == (i >= 2)
     assert "== targets (issue 18)" in out
@@ -201,8 +208,8 @@ def test_pareto_quick_prints_a_row_per_policy_and_writes_the_plots(tmp_path: Pat
         "pareto-semi-calibrated.png",
         "pareto-semi-noisy.png",
     ]
-    for p in (tmp_path / "plots").glob("*.png"):
-        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+    for png in (tmp_path / "plots").glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     doc = json.loads((tmp_path / "pareto.json").read_text())
     assert [d["key"] for d in doc] == ["math100", "gsm8k", "semi-calibrated", "semi-noisy"]
     for d in doc:
@@ -217,3 +224,39 @@ def test_pareto_quick_prints_a_row_per_policy_and_writes_the_plots(tmp_path: Pat
         assert bon["samples"] == top
         assert bon["served_tokens"] == pytest.approx(d["bon_curve"][top - 1]["tokens"])
         assert bon["accuracy"][0] == pytest.approx(d["bon_curve"][top - 1]["accuracy"])
+
+
+def test_allocation_rows_take_their_budget_from_dev_and_keep_it_on_test(ss: ModuleType) -> None:
+    from optscale.bon_curve import bon_prefixes
+    from optscale.replay import sample_orders
+
+    pa = _load("pareto_allocation")
+    pool = ss.build_pool("noisy", limit=16)
+    dev, test = split_pool(pool)
+    rows = pa.tune_allocation(
+        dev,
+        8,
+        list(pa.ALLOCATION_ROWS),
+        cal_orders=2,
+        seed=0,
+        price_grid=(1e-5, 1e-4),
+        budget_price_grid=(0.0,),
+        give_up_grid=(0.0, 0.1),
+    )
+    assert [r for r, _, _ in rows] == list(pa.ALLOCATION_ROWS)
+    dev_bon8 = np.mean(
+        [bon_prefixes(o, 8)[-1][1] for q in dev.questions for o in sample_orders(q, 2, 0)]
+    )
+    test_orders = [sample_orders(q, 3, 0) for q in test.questions]
+    for row, kw, note in rows:
+        frac = pa.ALLOCATION_ROWS[row]
+        assert kw["price"] in ((1e-5, 1e-4) if frac is None else (0.0,))
+        assert kw["give_up"] in (0.0, 0.1)
+        if frac is None:
+            assert kw["budget_per_question"] is None and "no budget" in note
+            continue
+        assert kw["budget_per_question"] == pytest.approx(frac * dev_bon8)
+        eps = pa.run_allocation(test, 8, kw, test_orders)
+        for o in range(3):  # one batch per order index: its served tokens within the budget
+            served = sum(eps[qi][o].served_tokens for qi in range(len(test.questions)))
+            assert served <= kw["budget_per_question"] * len(test.questions)
