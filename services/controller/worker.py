@@ -271,7 +271,7 @@ class ControllerWorker(QuestionOwnership):
         await cancel_all(o.leases)  # abort in-flight generations first: no more waste
         from google.protobuf.json_format import MessageToDict
 
-        result = MessageToDict(result_message(q, o.config, o.loop, stop))
+        result = MessageToDict(await result_message(q, o.config, o.loop, stop))
         r = await self.store.finalize(q, self.epoch, stop.status, result, o.partition)
         self.owned.pop(q, None)
         if r is Outcome.FENCED:  # a newer owner holds it: its result will be the one
