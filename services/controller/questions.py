@@ -7,12 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from optscale.config import QuestionConfig
+from optscale.errors import InvalidArgumentError
 from optscale.policies import DEFAULT_ALPHA, DEFAULT_N_MAX, DEFAULT_POLICY, DEFAULT_S_MIN
 from optscale.types import SamplingParams
 from optscale.v1 import events_pb2
 from services.common.convert import gaussian_prior_from_pb
 
 _SAMPLING = SamplingParams()  # the defaults
+MAX_REFERENCE_CHARS = 1000  # grading cost grows with it (services.controller.results)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,12 @@ def config_from_submitted(
     """Validated question config (raises InvalidArgumentError naming the field).
     ``prior_optional``: an ``optscalet`` question may come without a prior (the controller
     asks its predictor)."""
+    if len(sub.reference_answer) > MAX_REFERENCE_CHARS:
+        raise InvalidArgumentError(
+            "reference_answer",
+            sub.reference_answer[:40] + "...",
+            f"at most {MAX_REFERENCE_CHARS} characters",
+        )
     p = sub.policy
     sp = sub.sampling
     params = SamplingParams(
