@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
 from prometheus_client import Counter, Gauge, Histogram
+
+T = TypeVar("T")
 
 REQUESTS = Counter("optscale_requests_total", "gRPC requests", ["service", "method", "code"])
 LATENCY = Histogram("optscale_request_seconds", "gRPC request latency", ["service", "method"])
@@ -39,3 +45,103 @@ COMMITS_FAILED = Counter(
     "optscale_kafka_commits_failed_total",
     "offset commits refused (rebalance); the batch is redelivered and re-applied idempotently",
 )
+
+# --- what an operator of a batch watches (issue 19; infra/grafana, infra/prometheus) ---------
+GEN_SLOTS = Gauge(
+    "optscale_generator_slots",
+    "samples this generator admits at once (max_inflight); utilisation = in flight / slots",
+)
+VERIFIER_BUSY = Counter(
+    "optscale_verifier_busy_seconds_total",
+    "seconds spent scoring Kafka micro-batches; its rate is the worker's utilisation",
+)
+RESULTS_PUBLISHED = Counter(
+    "optscale_controller_results_total",
+    "results published to optscale.results (a republish after a crash counts again)",
+    ["status", "stop_reason"],
+)
+TOKENS_USED = Counter(
+    "optscale_controller_tokens_used_total",
+    "completion tokens of the scored samples behind published results",
+)
+TOKENS_BON_NMAX = Counter(
+    "optscale_controller_tokens_bon_nmax_total",
+    "estimated tokens best-of-N at N_max would have used on the same questions "
+    "(each question's tokens per scored sample x N_max)",
+)
+_COUNTS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128)
+N_STAR = Histogram(
+    "optscale_controller_n_star", "N* of a published result (when the policy computes one)",
+    buckets=_COUNTS,
+)
+SAMPLES_USED = Histogram(
+    "optscale_controller_samples_used", "scored samples of a published result", buckets=_COUNTS
+)
+CANCEL_SECONDS = Histogram(
+    "optscale_controller_cancel_seconds",
+    "from cancelling a question's in-flight Generate streams to all of them closed",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+DLQ_MESSAGES = Counter(
+    "optscale_dlq_messages_total", "messages sent to optscale.dlq", ["service"]
+)
+CONSUMER_LAG = Gauge(
+    "optscale_kafka_consumer_lag",
+    "messages behind the partition end, summed over this consumer's assigned partitions",
+    ["topic", "group"],
+)
+
+
+def observe_published(topic: str, value: bytes, service: str = "controller") -> None:
+    """Count a message the controller publishes: results (status, stop reason, tokens used,
+    the BoN@N_max estimate, N*, samples used) and DLQ messages. ``value`` is the serialized
+    message; a result that does not parse is not counted."""
+    if topic == "optscale.dlq":
+        DLQ_MESSAGES.labels(service).inc()
+        return
+    if topic != "optscale.results":
+        return
+    from google.protobuf.message import DecodeError
+
+    from optscale.v1 import events_pb2
+
+    try:
+        r = events_pb2.Result.FromString(value)
+    except DecodeError:
+        return
+    status = events_pb2.ResultStatus.Name(r.status).removeprefix("RESULT_STATUS_").lower()
+    RESULTS_PUBLISHED.labels(status, r.stop_reason or "none").inc()
+    TOKENS_USED.inc(r.completion_tokens)
+    if r.samples_used and r.n_max:  # the scored samples' mean length, N_max times
+        TOKENS_BON_NMAX.inc(r.completion_tokens / r.samples_used * max(r.n_max, r.samples_used))
+    if r.HasField("n_star"):
+        N_STAR.observe(r.n_star)
+    SAMPLES_USED.observe(r.samples_used)
+
+
+async def busy(awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable``, adding its wall time to the verifier's busy seconds."""
+    start = time.monotonic()
+    try:
+        return await awaitable
+    finally:
+        VERIFIER_BUSY.inc(time.monotonic() - start)
+
+
+async def observe_lag(consumer: Any) -> None:
+    """Set the consumer-lag gauge of every topic ``consumer`` is assigned: high watermark (as
+    of its last fetch) minus its position, per partition, summed per topic. Partitions whose
+    watermark or position is not known yet count 0; never raises (a rebalance may be on)."""
+    lag: dict[str, int] = {t: 0 for t in getattr(consumer, "subscription", lambda: set())()}
+    try:
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            pos = await consumer.position(tp)
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - pos)
+    except Exception:  # unassigned mid-rebalance, consumer closing: the next call sets it
+        return
+    group = str(getattr(consumer, "_group_id", "") or "")
+    for topic, n in lag.items():
+        CONSUMER_LAG.labels(topic, group).set(n)
