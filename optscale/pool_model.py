@@ -37,6 +37,7 @@ class PoolSample:
     tokens: int
     step_scores: tuple[float, ...] = ()
     gen_seconds: float = 0.0
+    step_token_ends: tuple[int, ...] = ()  # tokens decoded by the end of each step, if recorded
 
 
 @dataclass(slots=True)

@@ -31,6 +31,7 @@ and the file and field checks all readers share in :mod:`optscale.pool_io`.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -154,6 +155,7 @@ def read_ours(path: str | os.PathLike[str], *, grade_missing: bool = True) -> Po
         if not isinstance(steps_raw, list):
             raise DataError(where, "field 'step_scores' must be a list")
         steps = tuple(as_score(x, where, "step_scores") for x in steps_raw)
+        ends = _step_token_ends(obj.get("step_token_ends"), len(steps), tokens, where)
         gen_s = obj.get("gen_seconds", 0.0)
         if isinstance(gen_s, bool) or not isinstance(gen_s, int | float) or not gen_s >= 0:
             raise DataError(where, f"field 'gen_seconds' must be a number >= 0, got {gen_s!r}")
@@ -162,10 +164,26 @@ def read_ours(path: str | os.PathLike[str], *, grade_missing: bool = True) -> Po
             q = by_q[qid] = PoolQuestion(qid, reference, [], obj.get("question"))
         elif q.reference is None and reference is not None:
             q.reference = reference
-        q.samples.append(PoolSample(sid, answer, correct, score, tokens, steps, float(gen_s)))
+        q.samples.append(PoolSample(sid, answer, correct, score, tokens, steps, float(gen_s), ends))
     if not by_q:
         raise DataError(str(p), "pool file has no samples")
     return Pool(p.name, list(by_q.values()))
+
+
+def _step_token_ends(raw: Any, n_steps: int, tokens: int, where: str) -> tuple[int, ...]:
+    """``step_token_ends``: absent/empty, or one strictly increasing token count per step
+    score, the last at most the completion's tokens."""
+    if not raw:
+        return ()
+    if not isinstance(raw, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in raw):
+        raise DataError(where, "field 'step_token_ends' must be a list of integers")
+    if len(raw) != n_steps:
+        raise DataError(where, f"'step_token_ends' has {len(raw)} entries for {n_steps} steps")
+    if raw[0] < 1 or any(b <= a for a, b in itertools.pairwise(raw)) or raw[-1] > tokens:
+        raise DataError(
+            where, f"'step_token_ends' must increase from >= 1 to <= {tokens}, got {raw}"
+        )
+    return tuple(raw)
 
 
 class PoolWriter:

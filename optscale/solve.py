@@ -288,6 +288,10 @@ def pool_records(
                 score=sc.score,
                 step_scores=sc.step_scores,
                 completion_tokens=s.completion_tokens,
+                # the generator's steps; kept when the scorer scored the same steps
+                step_token_ends=list(s.step_token_ends)
+                if len(s.step_token_ends) == len(sc.step_scores)
+                else [],
                 gen_seconds=s.gen_seconds,
                 finish_reason=s.finish_reason,
                 mean_logprob=s.mean_logprob,

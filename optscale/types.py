@@ -57,6 +57,9 @@ class GeneratedSample:
     self_certainty: float | None = None  # mean KL(uniform || p) over positions, when available
     step_logprobs: tuple[float, ...] = ()  # mean token log-prob of each "\n\n"-separated step
     gen_seconds: float = 0.0
+    # completion tokens decoded by the end of each step (same steps as step_logprobs; the last
+    # is completion_tokens): where a prefix scorer could judge, and abort, the sample
+    step_token_ends: tuple[int, ...] = ()
     prompt_tokens: int = 0
 
 

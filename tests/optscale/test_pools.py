@@ -59,6 +59,14 @@ def test_ours_roundtrip_and_resume(tmp_path: Path) -> None:
     assert pool.min_samples == 1 and pool.max_samples == 2
 
 
+def test_step_token_ends_are_read_with_the_step_scores(tmp_path: Path) -> None:
+    rows = [_rec("q", 0, step_scores=[0.9, 0.4], step_token_ends=[4, 10]), _rec("q", 1)]
+    pool = read_pool(_write(tmp_path / "p.jsonl", rows))
+    a, b = pool.questions[0].samples
+    assert (a.step_scores, a.step_token_ends) == ((0.9, 0.4), (4, 10))
+    assert b.step_token_ends == ()
+
+
 def test_ours_grades_from_reference_when_correct_missing(tmp_path: Path) -> None:
     r = _rec("q", 0, answer="\\frac{1}{2}", reference="0.5")
     del r["correct"]
@@ -77,6 +85,10 @@ def test_ours_grades_from_reference_when_correct_missing(tmp_path: Path) -> None
         (lambda r: r.update(completion_tokens=-3), ">= 0"),
         (lambda r: r.update(correct="yes"), "true/false"),
         (lambda r: (r.pop("correct"), r.pop("reference")), "missing field 'correct'"),
+        (lambda r: r.update(step_scores=[0.5], step_token_ends=["3"]), "list of integers"),
+        (lambda r: r.update(step_scores=[0.5], step_token_ends=[3, 5]), "2 entries for 1"),
+        (lambda r: r.update(step_scores=[0.5, 0.6], step_token_ends=[5, 5]), "must increase"),
+        (lambda r: r.update(step_scores=[0.5], step_token_ends=[99]), "<= 11"),
     ],
 )
 def test_ours_bad_line_names_path_and_line(tmp_path: Path, mutate, message: str) -> None:

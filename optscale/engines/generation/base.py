@@ -47,6 +47,7 @@ class LogprobSummary:
     n: int = 0
     certainty: float = 0.0
     steps: list[float] = field(default_factory=list)
+    step_ends: list[int] = field(default_factory=list)  # tokens decoded when each step closed
     _step_total: float = 0.0
     _step_n: int = 0
     _tail: str = ""
@@ -65,6 +66,7 @@ class LogprobSummary:
     def _close_step(self) -> None:
         if self._step_n:
             self.steps.append(self._step_total / self._step_n)
+            self.step_ends.append(self.n)
         self._step_total, self._step_n = 0.0, 0
 
     def finish(self) -> tuple[float | None, float | None, tuple[float, ...]]:

@@ -167,6 +167,7 @@ class Backend:
                     mean_logprob=mean_lp,
                     self_certainty=certainty,
                     step_logprobs=steps,
+                    step_token_ends=tuple(summaries[i].step_ends),
                     gen_seconds=time.perf_counter() - t0,
                     prompt_tokens=len(prompt),
                 )

@@ -300,6 +300,7 @@ class Backend:
             mean_logprob=mean_lp,
             self_certainty=certainty,
             step_logprobs=steps,
+            step_token_ends=tuple(summary.step_ends),
             gen_seconds=time.perf_counter() - t0,
             prompt_tokens=n_prompt,
         )
