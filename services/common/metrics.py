@@ -128,20 +128,21 @@ async def busy(awaitable: Awaitable[T]) -> T:
         VERIFIER_BUSY.inc(time.monotonic() - start)
 
 
-async def observe_lag(consumer: Any) -> None:
-    """Set the consumer-lag gauge of every topic ``consumer`` is assigned: high watermark (as
-    of its last fetch) minus its position, per partition, summed per topic. Partitions whose
-    watermark or position is not known yet count 0; never raises (a rebalance may be on)."""
-    lag: dict[str, int] = {t: 0 for t in getattr(consumer, "subscription", lambda: set())()}
+def observe_lag(consumer: Any) -> None:
+    """Set the consumer-lag gauge of every topic ``consumer`` (an aiokafka consumer) is
+    subscribed to: high watermark (as of its last fetch) minus its position, per assigned
+    partition, summed per topic. Reads the consumer's own bookkeeping (aiokafka's
+    ``position()`` may wait for a reset): no network call, never raises, never waits."""
     try:
-        for tp in consumer.assignment():
-            high = consumer.highwater(tp)
-            if high is None:
-                continue
-            pos = await consumer.position(tp)
-            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - pos)
-    except Exception:  # unassigned mid-rebalance, consumer closing: the next call sets it
+        lag: dict[str, int] = {t: 0 for t in consumer.subscription()}
+        assignment = consumer._subscription.subscription.assignment
+        for tp in assignment.tps:
+            st = assignment.state_value(tp)
+            if st.highwater is None or not st.has_valid_position:
+                continue  # not fetched yet: unknown, counts 0
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, st.highwater - st.position)
+        group = str(consumer._group_id or "")
+    except Exception:  # no assignment (mid-rebalance, closing), a stand-in: the next call sets it
         return
-    group = str(getattr(consumer, "_group_id", "") or "")
     for topic, n in lag.items():
         CONSUMER_LAG.labels(topic, group).set(n)
