@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from optscale.errors import InvalidArgumentError
-from services.common.metrics import COMMITS_FAILED
+from services.common.metrics import COMMITS_FAILED, observe_lag
 
 QUESTION_EVENTS = "optscale.question-events"
 CANDIDATES = "optscale.candidates"
@@ -145,6 +145,7 @@ async def commit_or_redeliver(
     the offsets were committed; anything but a ``KafkaError`` (a bug) still raises."""
     from aiokafka.errors import KafkaError
 
+    observe_lag(consumer)
     try:
         await commit_batch(consumer, records)
         return True
