@@ -28,6 +28,10 @@ class InvalidScoreError(InvalidArgumentError):
         super().__init__("score", value, why)
 
 
+class AlreadyExistsError(OptScaleError):
+    """A name is taken: e.g. a question id already used by a different question."""
+
+
 class DataError(OptScaleError):
     """An input file (dataset, pool, questions) is missing or malformed.
 

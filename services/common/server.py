@@ -20,7 +20,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from optscale.errors import BackendUnavailableError, InvalidArgumentError, OptScaleError
+from optscale.errors import (
+    AlreadyExistsError,
+    BackendUnavailableError,
+    InvalidArgumentError,
+    OptScaleError,
+)
+from services.common.decoding import DecodeRequests
 from services.common.keepalive import Keepalive
 from services.common.metrics import LATENCY, REQUESTS
 from services.common.security import Security
@@ -83,7 +89,7 @@ class Server:
         else:
             extra = list(options)
         self.server = grpc.aio.server(
-            interceptors=self.security.server_interceptors(),
+            interceptors=[*self.security.server_interceptors(), DecodeRequests()],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -169,6 +175,8 @@ async def serve_forever(
 def _code_of(exc: BaseException) -> grpc.StatusCode:
     if isinstance(exc, InvalidArgumentError):
         return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, AlreadyExistsError):
+        return grpc.StatusCode.ALREADY_EXISTS
     if isinstance(exc, BackendUnavailableError):
         return grpc.StatusCode.UNAVAILABLE
     if isinstance(exc, OptScaleError):
