@@ -20,6 +20,7 @@ from optscale.ids import check_question_id
 from optscale.v1 import events_pb2
 from services.common import kafka
 from services.common.convert import scored_by_reference
+from services.common.metrics import observe_published
 from services.controller.worker import ControllerWorker
 
 SCHEMA_VERSION = 1  # newest QuestionEvent schema this controller understands
@@ -54,6 +55,7 @@ class Publisher:
         """Send; with ``acked``, return only once the broker has acknowledged it."""
         headers = [("reason", reason.encode()[:1000])] if reason is not None else None
         fut = await self.producer.send(topic, value, key=key.encode(), headers=headers)
+        observe_published(topic, value)  # results, DLQ: the operator's dashboard
         if acked:
             await fut
         else:
