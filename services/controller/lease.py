@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from optscale.ports import GenerateRequest
 from optscale.v1 import events_pb2
+from services.common.metrics import CANCEL_SECONDS
 
 LEASE_RETRIES = 4  # transient Generate failures retried (same sample ids) before failing
 Publish = Callable[..., Awaitable[None]]  # (topic, key, value, reason=None, acked=False)
@@ -81,13 +83,15 @@ class Leaser:
 
 
 async def cancel_all(leases: dict[asyncio.Task[None], int]) -> None:
-    tasks = list(leases)
+    tasks, start = list(leases), time.monotonic()
     for t in tasks:
         t.cancel()
     for t in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await t
     leases.clear()
+    if tasks:
+        CANCEL_SECONDS.observe(time.monotonic() - start)
 
 
 def _part(req: GenerateRequest, offset: int, k: int) -> GenerateRequest:
