@@ -16,7 +16,7 @@ from typing import Any
 from optscale.errors import InvalidArgumentError
 from optscale.v1 import generator_pb2, generator_pb2_grpc
 from services.common.convert import candidate_to_pb, generate_request_from_pb, sample_done
-from services.common.metrics import GEN_INFLIGHT, GEN_QUEUED, GEN_TOKENS
+from services.common.metrics import GEN_INFLIGHT, GEN_QUEUED, GEN_SLOTS, GEN_TOKENS
 from services.common.server import streaming
 
 SERVICE = "optscale.v1.Generator"
@@ -32,6 +32,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self.aborted = 0  # samples aborted because their call was cancelled
         # backpressure: calls wait (in order) until their k samples fit under max_inflight
         self.max_inflight = max_inflight
+        GEN_SLOTS.set(max_inflight)
         self.inflight = 0
         self.queued = 0  # samples of calls waiting for room
         self._room = asyncio.Condition()
