@@ -28,7 +28,7 @@ from optscale.v1 import common_pb2, events_pb2
 from services.common import kafka
 from services.common.batcher import Failed, run_isolated
 from services.common.convert import candidate_from_pb, scored_event
-from services.common.metrics import VERIFIER_BATCH
+from services.common.metrics import DLQ_MESSAGES, VERIFIER_BATCH, busy
 
 Decoded = tuple[Any, common_pb2.Candidate, GeneratedSample]  # (message, candidate, sample)
 
@@ -78,7 +78,7 @@ async def _score(
 ) -> list[Any]:
     """Score one micro-batch and send an event per candidate (returns the send futures)."""
     VERIFIER_BATCH.observe(len(chunk))
-    outs = await run_isolated(backend.score_batch, [(c.prompt, s) for _, c, s in chunk])
+    outs = await busy(run_isolated(backend.score_batch, [(c.prompt, s) for _, c, s in chunk]))
     futs = []
     for (m, c, _), out in zip(chunk, outs, strict=True):
         ev = events_pb2.QuestionEvent(question_id=c.question_id, schema_version=1)
@@ -100,4 +100,5 @@ async def _score(
 
 async def _dlq(producer: Any, m: Any, reason: str) -> Any:
     headers = [("reason", reason.encode()[:1000])]
+    DLQ_MESSAGES.labels("verifier").inc()
     return await producer.send(kafka.DLQ, m.value or b"", key=m.key, headers=headers)
