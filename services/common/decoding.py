@@ -21,7 +21,7 @@ async def _decode(
         )
 
 
-class DecodeRequests(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class DecodeRequests(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Wraps unary-request handlers (unary-unary and unary-stream); request-streaming
     methods keep grpc's own decoding."""
 
