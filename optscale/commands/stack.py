@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--grpc-base", type=int, default=50051,
                         help="gRPC ports: generator, verifier, predictor, controller from here")
+    parser.add_argument("--metrics-base", type=int, default=0,
+                        help="Prometheus metrics ports: generator, verifier, predictor, "
+                        "controller from here (e.g. 9091); default 0: not served")
     parser.add_argument("--timeout", type=float, default=120,
                         help="seconds a started service has to become healthy")
 
@@ -158,7 +161,8 @@ def _new_state(args: argparse.Namespace, d: Path) -> StackState:
     for name, port in ports(args).items():
         env[f"OPTSCALE_{name.upper()}_HOST"] = "127.0.0.1"
         env[f"OPTSCALE_{name.upper()}_PORT"] = str(port)
-        env[f"OPTSCALE_{name.upper()}_METRICS_PORT"] = "0"
+        m = args.metrics_base + SERVICES.index(name) if args.metrics_base else 0
+        env[f"OPTSCALE_{name.upper()}_METRICS_PORT"] = str(m)
     all_ports = {"broker": args.broker_port, "redis": args.redis_port, **ports(args)}
     return StackState(d / "stack.json", {}, all_ports, env)
 
