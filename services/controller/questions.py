@@ -4,6 +4,7 @@ protobuf fields, with the service defaults for what is unset, validated into a
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from optscale.config import QuestionConfig
@@ -71,3 +72,15 @@ def config_from_submitted(
         max_n_max=defaults.max_n_max,
         prior_optional=prior_optional,
     )
+
+
+def differences(stored: QuestionConfig, new: QuestionConfig) -> list[str]:
+    """The fields in which a new submission under a used question id differs from the stored
+    question (empty: the same question again). A prior the controller predicted for a
+    submission without one is not a difference."""
+    return [
+        f.name
+        for f in dataclasses.fields(QuestionConfig)
+        if getattr(stored, f.name) != getattr(new, f.name)
+        and not (f.name == "prior" and new.prior is None)
+    ]

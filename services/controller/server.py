@@ -1,7 +1,10 @@
 """gRPC ``Controller``: Submit, Solve (result stream), GetResult, Cancel.
 
 Submit validates and produces ``Submitted`` events (key = question id); the consumer group
-does the work. Results are read from Redis, the source of truth.
+does the work. A question id already used by a different question is ``ALREADY_EXISTS``
+(checked against the store: two different questions submitted under one new id at the same
+moment are not caught here; the controller keeps the first and logs the second as a
+duplicate). Results are read from Redis, the source of truth.
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ from typing import Any
 
 from google.protobuf.json_format import ParseDict
 
-from optscale.errors import InvalidArgumentError
+from optscale.config import QuestionConfig
+from optscale.errors import AlreadyExistsError, InvalidArgumentError
 from optscale.ids import check_question_id
 from optscale.ports import StateStore
 from optscale.v1 import controller_pb2, controller_pb2_grpc, events_pb2
 from services.common import kafka
 from services.common.server import streaming, unary
-from services.controller.questions import SubmitDefaults, config_from_submitted
+from services.controller.questions import SubmitDefaults, config_from_submitted, differences
 
 SERVICE = "optscale.v1.Controller"
 
@@ -43,7 +47,9 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
         self.max_questions = max_questions
         self.prior_optional = prior_optional
 
-    def _events(self, req: controller_pb2.SubmitRequest) -> list[events_pb2.QuestionEvent]:
+    def _events(
+        self, req: controller_pb2.SubmitRequest
+    ) -> list[tuple[events_pb2.QuestionEvent, QuestionConfig]]:
         n = len(req.questions)
         if not 1 <= n <= self.max_questions:
             raise InvalidArgumentError("questions", n, f"need 1 to {self.max_questions}")
@@ -62,16 +68,32 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
             s.sampling.CopyFrom(req.sampling)
             s.policy.CopyFrom(req.policy)
             try:
-                config_from_submitted(s, self.defaults, prior_optional=self.prior_optional)
+                cfg = config_from_submitted(s, self.defaults, prior_optional=self.prior_optional)
             except InvalidArgumentError as exc:
                 raise InvalidArgumentError(
                     f"questions[{i}].{exc.field}", exc.value, exc.why
                 ) from exc
-            out.append(ev)
+            out.append((ev, cfg))
         return out
 
+    async def _check_unused(self, q: str, cfg: QuestionConfig) -> None:
+        """A question id already used by a different question is refused (ALREADY_EXISTS);
+        the same question again is fine (its result is, or will be, the stored one). Ids
+        whose keys expired (``OPTSCALE_CONTROLLER_RESULT_TTL_SECONDS``) are free again."""
+        sq = await self.store.get(q)
+        if sq is None:
+            return
+        diff = differences(sq.config, cfg)
+        if diff:
+            raise AlreadyExistsError(
+                f"question id {q!r} is already used by a different question "
+                f"(differs in {', '.join(diff)}); submit it under a new id"
+            )
+
     async def _submit(self, req: controller_pb2.SubmitRequest) -> list[str]:
-        events = self._events(req)
+        checked = self._events(req)
+        await asyncio.gather(*(self._check_unused(e.question_id, c) for e, c in checked))
+        events = [e for e, _ in checked]
         futs = [
             await self.producer.send(
                 kafka.QUESTION_EVENTS, e.SerializeToString(), key=e.question_id.encode()
