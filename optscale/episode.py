@@ -36,6 +36,8 @@ from optscale.errors import InvalidArgumentError
 from optscale.loop import Dispatch, QuestionLoop, StalledLoopError, Stop
 from optscale.policies import Observation, Policy
 from optscale.pool_model import PoolSample
+from optscale.pruning import PrefixPruning
+from optscale.truncnorm import SuffStats
 
 __all__ = ["FINISH_MODELS", "Episode", "FinishModel", "run_episode"]
 
@@ -55,6 +57,7 @@ class Episode:
     cut_tokens: int = 0
     waves: int = 0  # dispatches the loop made (1: it never waited past its first batch)
     end_time: float = 0.0  # "length" model: decode time (in tokens) from start to the stop
+    pruned: int = 0  # samples aborted at a step end by prefix pruning (counted in samples)
 
     @property
     def served_tokens(self) -> int:
@@ -69,15 +72,22 @@ def run_episode(
     seed: int | None = None,
     finish: FinishModel = "length",
     trace: list[Dispatch] | None = None,
+    pruning: PrefixPruning | None = None,
 ) -> Episode:
     """Drive the question's loop over ``order`` under the ``finish`` model. ``trace`` collects
-    the loop's dispatches."""
+    the loop's dispatches. ``pruning`` (``"length"`` model only): samples are judged at each
+    recorded step end and aborted there (:mod:`optscale.pruning`)."""
     if finish not in FINISH_MODELS:
         raise InvalidArgumentError("finish", finish, f"must be one of {FINISH_MODELS}")
+    if pruning is not None and finish != "length":
+        raise InvalidArgumentError("finish", finish, "prefix pruning needs the 'length' model")
     by_id = {s.sample_id: s for s in order}
     loop = QuestionLoop.start(question_id, policy, seed=seed)
-    # in flight: (finish time, dispatch sequence number, start time, sample)
-    inflight: list[tuple[float, int, float, PoolSample]] = []
+    # events: (time, dispatch sequence number, steps closed (_DONE: finished), sample)
+    events: list[tuple[float, int, int, PoolSample]] = []
+    live: dict[int, tuple[float, PoolSample]] = {}  # in flight: sequence number -> (start, sample)
+    pruned: set[str] = set()
+    finished = SuffStats()  # final scores of the samples that finished (pruning's reference)
     now = 0.0
     waves = 0
     action = loop.next_action()
@@ -91,29 +101,48 @@ def run_episode(
                 loop = loop.dispatched(action.first_index, k)
                 for i in range(action.first_index, action.first_index + k):
                     s = order[i]
+                    live[i] = (now, s)
                     done = now + s.tokens if finish == "length" else float(i)
-                    heapq.heappush(inflight, (done, i, now, s))
-        if not inflight:
-            raise StalledLoopError(
-                f"policy {policy.name!r} asks for more samples than the pool has ({len(order)})"
-            )
-        done, _, _, s = heapq.heappop(inflight)
-        if finish == "length":
-            now = done
-        loop = loop.scored(Observation(s.sample_id, s.answer, s.score, s.tokens))
+                    heapq.heappush(events, (done, i, _DONE, s))
+                    if pruning is not None and len(s.step_token_ends) == len(s.step_scores):
+                        for j, end in enumerate(s.step_token_ends[:-1], start=1):
+                            heapq.heappush(events, (now + end, i, j, s))
+        while True:  # to the next event that changes the question's state
+            if not live:
+                raise StalledLoopError(
+                    f"policy {policy.name!r} asks for more samples than the pool has ({len(order)})"
+                )
+            t, i, steps, s = heapq.heappop(events)
+            if i not in live:
+                continue  # a pruned sample's later events
+            if finish == "length":
+                now = t
+            if steps == _DONE:
+                del live[i]
+                loop = loop.scored(Observation(s.sample_id, s.answer, s.score, s.tokens))
+                if pruning is not None:
+                    finished = finished.add(s.score)
+                break
+            if pruning is not None and pruning.prune(finished, s.step_scores, steps):
+                del live[i]
+                pruned.add(s.sample_id)
+                spent = s.step_token_ends[steps - 1]
+                prefix = pruning.prefix_score(s.step_scores, steps)
+                loop = loop.scored(Observation(s.sample_id, None, prefix, spent))
+                break
         action = loop.next_action()
     cid = action.chosen.sample_id if action.chosen else None
     chosen = by_id.get(cid) if cid is not None else None
     n_star = action.decision.n_star
     cut = (
-        sum(min(s.tokens, int(now - start)) for _, _, start, s in inflight)
+        sum(min(s.tokens, int(now - start)) for start, s in live.values())
         if finish == "length"
         else 0
     )
     return Episode(
-        correct=bool(chosen is not None and chosen.correct),
+        correct=bool(chosen is not None and chosen.correct and cid not in pruned),
         tokens=int(loop.state.tokens),
-        inflight_tokens=sum(s.tokens for _, _, _, s in inflight),
+        inflight_tokens=sum(s.tokens for _, s in live.values()),
         samples=int(loop.state.n_scored),
         n_star=None if n_star is None else float(n_star),
         reason=action.reason,
@@ -121,4 +150,8 @@ def run_episode(
         cut_tokens=cut,
         waves=waves,
         end_time=now if finish == "length" else 0.0,
+        pruned=len(pruned),
     )
+
+
+_DONE = 1 << 30  # sorts after every step end of the same time

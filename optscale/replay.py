@@ -43,6 +43,7 @@ from optscale.bon_curve import BonCurve, Standing
 from optscale.episode import Episode, FinishModel, run_episode
 from optscale.policies import DEFAULT_ALPHA, DEFAULT_S_MIN
 from optscale.pools import Pool, PoolQuestion, PoolSample
+from optscale.pruning import PrefixPruning
 
 N_GRID: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
 DEFAULT_POLICIES: tuple[str, ...] = (
@@ -85,6 +86,7 @@ class Cell:
     samples: float = 0.0
     single_wave: int = 0  # episodes that never dispatched past their first batch
     waves: float = 0.0  # dispatches, summed over episodes
+    pruned: int = 0  # samples aborted by prefix pruning, summed over episodes
     end_time: float = 0.0  # "length" model latencies (token-times), summed over episodes
     # per question: mean final N* over orders (inf when the bound never closed)
     n_star_by_question: dict[str, float] = field(default_factory=dict)
@@ -138,6 +140,7 @@ class Cell:
             self.samples += e.samples
             self.single_wave += e.waves <= 1
             self.waves += e.waves
+            self.pruned += e.pruned
             self.end_time += e.end_time
             self.reasons[e.reason] = self.reasons.get(e.reason, 0) + 1
             if e.n_star is not None:
@@ -174,6 +177,7 @@ class ReplayConfig:
     priors: Mapping[str, tuple[float, float]] | None = None
     policy_kwargs: Mapping[str, Any] = field(default_factory=dict)
     finish: FinishModel = "length"  # when samples finish (optscale.episode)
+    pruning: PrefixPruning | None = None  # prefix pruning at recorded step ends (optscale.pruning)
 
 
 @dataclass(slots=True)
@@ -311,7 +315,7 @@ def replay(
     curve = BonCurve(max(n_values)) if n_values else None
 
     def episode(pol: Any, order: Sequence[PoolSample]) -> Episode:
-        return run_episode(pol, order, finish=cfg.finish)
+        return run_episode(pol, order, finish=cfg.finish, pruning=cfg.pruning)
 
     if "dsc" in policies:
         _replay_dsc(pool, cfg, n_values, cells)

@@ -1,0 +1,80 @@
+"""Prefix pruning: abort a sample at a step boundary when its prefix scores far below the
+question's scored samples (early rejection of partial traces, as ER-PRM / Speculative
+Rejection do with a PRM on prefixes).
+
+**Model.** A sample's steps are scored as they close (PRM step rewards, or token confidence per
+step on CPU); its *prefix score* after ``j`` steps is the aggregation (``mean``, ``min``,
+``last``, ``product``: :mod:`optscale.aggregate`, the same one its final score uses) of its
+first ``j`` step scores. With ``n`` samples of the question finished (mean ``m``, standard
+deviation ``sd`` of their final scores; pruned prefixes are not counted, so pruning does not
+lower its own bar), a prefix of at least ``min_steps`` steps is pruned when
+
+    prefix score < m - z * max(sd, sd_floor)          (n >= min_scored)
+
+i.e. when it sits ``z`` deviations below what this question's samples usually score. ``z`` is
+chosen on dev. A pruned sample stops decoding at once: it costs the tokens decoded by the end of
+that step and no more.
+
+**In the loop.** A pruned sample enters the question's state as scored, with its prefix score
+and no answer (it casts no vote, and it is not replaced: it used its slot, as an aborted
+candidate does in ER-PRM). So BoN with pruning is "start N, finish the promising ones", and a
+stopping rule sees the low prefix score as evidence. If the chosen sample is a pruned one (every
+sample looked bad), the answer is wrong in replay.
+
+**Edge cases.** No step scores, or no recorded step token ends: never pruned. The last step is
+never judged (the sample is finished by then). ``z = inf``: pruning off.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from optscale.aggregate import aggregate, check_aggregation
+from optscale.errors import InvalidArgumentError
+from optscale.truncnorm import SuffStats
+
+__all__ = ["PrefixPruning"]
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixPruning:
+    z: float = 1.5
+    min_steps: int = 1
+    min_scored: int = 2
+    sd_floor: float = 0.02
+    aggregation: str = "mean"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.z, int | float) and not isinstance(self.z, bool)) or not (
+            self.z >= 0 or math.isinf(self.z)
+        ):
+            raise InvalidArgumentError("z", self.z, "must be a number >= 0 (inf: off)")
+        for name in ("min_steps", "min_scored"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InvalidArgumentError(name, v, "must be an integer >= 1")
+        if not (0.0 <= self.sd_floor < 1.0):
+            raise InvalidArgumentError("sd_floor", self.sd_floor, "must be in [0, 1)")
+        check_aggregation(self.aggregation)
+
+    def threshold(self, finished: SuffStats) -> float | None:
+        """The prefix score below which a sample is pruned now, given the final scores of the
+        question's finished samples (``None``: not yet)."""
+        st = finished
+        if math.isinf(self.z) or st.n < self.min_scored:
+            return None
+        mean = st.s1 / st.n
+        sd = math.sqrt(max(0.0, st.s2 / st.n - mean * mean))
+        return mean - self.z * max(sd, self.sd_floor)
+
+    def prefix_score(self, step_scores: Sequence[float], steps: int) -> float:
+        return aggregate(self.aggregation, step_scores[:steps])
+
+    def prune(self, finished: SuffStats, step_scores: Sequence[float], steps: int) -> bool:
+        """Prune a sample whose first ``steps`` of ``len(step_scores)`` steps are in?"""
+        if steps < self.min_steps or steps >= len(step_scores):
+            return False
+        limit = self.threshold(finished)
+        return limit is not None and self.prefix_score(step_scores, steps) < limit
