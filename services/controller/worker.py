@@ -42,7 +42,7 @@ from services.common.metrics import (
 )
 from services.controller.lease import Leaser, cancel_all
 from services.controller.ownership import OwnedQuestion, QuestionOwnership
-from services.controller.questions import SubmitDefaults, config_from_submitted
+from services.controller.questions import SubmitDefaults, config_from_submitted, differences
 from services.controller.results import result_message, result_payload
 
 # when the event being handled arrived (perf_counter), for the decision-latency histogram
@@ -134,18 +134,33 @@ class ControllerWorker(QuestionOwnership):
 
     async def _on_submitted(self, q: str, ev: events_pb2.QuestionEvent, partition: int) -> None:
         try:
-            cfg = config_from_submitted(
+            asked = config_from_submitted(
                 ev.submitted, self.defaults, prior_optional=self.predictor is not None
             )
-            if cfg.needs_prior:
-                cfg = await self._predict_prior(cfg)
+            cfg = await self._predict_prior(asked) if asked.needs_prior else asked
         except OptScaleError as exc:
             CONTROLLER_EVENTS.labels("submitted", "rejected").inc()
             await self._reject(q, str(exc), ev.SerializeToString())
             return
         created = await self.store.create(q, self.epoch, cfg, partition)
+        if not created:
+            await self._park_if_other_question(q, asked, ev)
         CONTROLLER_EVENTS.labels("submitted", "applied" if created else "duplicate").inc()
         await self._admit(q, partition, created=cfg if created else None)
+
+    async def _park_if_other_question(
+        self, q: str, asked: QuestionConfig, ev: events_pb2.QuestionEvent
+    ) -> None:
+        """A used question id with a different question goes to the DLQ with the reason (the
+        stored question carries on; gRPC Submit refuses this as ALREADY_EXISTS up front)."""
+        from services.common.kafka import DLQ
+
+        sq = await self.store.get(q)
+        diff = differences(sq.config, asked) if sq is not None else []
+        if diff:
+            CONTROLLER_EVENTS.labels("submitted", "conflict").inc()
+            why = f"already exists: question id {q!r} is used by a different question"
+            await self.publish(DLQ, q, ev.SerializeToString(), reason=f"{why} ({', '.join(diff)})")
 
     async def _predict_prior(self, cfg: QuestionConfig) -> QuestionConfig:
         """An ``optscalet`` question submitted without a prior gets the predictor's (an
