@@ -100,3 +100,25 @@ async def test_a_predicted_prior_is_not_a_difference() -> None:
     await _stored(store, _request(("t1", "2 + 2?"), policy="optscalet"))
     ctx, sent = await _submit(store, _request(("t1", "2 + 2?"), policy="optscalet"))
     assert ctx.code is None and sent == [b"t1"]
+
+
+async def test_a_submitted_event_reusing_an_id_for_another_question_is_parked(
+    store: Any,
+) -> None:
+    from tests.services.controller import harness
+    from tests.services.controller.harness import settle, submitted
+
+    w, _, pub = harness.worker(store)
+    await w.assign({0})
+    await w.handle(submitted("k", n_max=4, policy="bon"), 0)
+    await w.handle(submitted("k", n_max=4, policy="bon"), 0)  # a redelivery: the same
+    assert pub.on("optscale.dlq") == []
+    other = submitted("k", n_max=4, policy="bon")
+    other.submitted.text = "a different question"
+    await w.handle(other, 0)
+    await settle()
+    (parked,) = pub.on("optscale.dlq")
+    assert parked.key == "k" and parked.reason is not None
+    assert parked.reason.startswith("already exists") and "text" in parked.reason
+    sq = await store.get("k")
+    assert sq is not None and sq.config.text == "question k?"  # the first one carries on
