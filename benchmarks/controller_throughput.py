@@ -2,7 +2,7 @@
 latency from consuming a score event to the dispatch/stop decision.
 
     .venv/bin/python benchmarks/controller_throughput.py [--questions 500] [--n-max 16]
-        [--compare] [--payload short|realistic|realistic-by-value ...]
+        [--compare] [--payload short|realistic|realistic-by-value ...] [--rounds 3]
 
 Starts Tansu and redis-server on loopback, produces ``questions`` Submitted events followed by
 ``n_max`` Scored events each (sim score distributions), then runs one controller (the real
@@ -11,8 +11,10 @@ payload mode runs on a fresh broker in the same run: ``short`` (one-character te
 ``realistic`` (300-character prompts, 8 KB traces, 16 step scores; the Scored events built by
 the verifier's ``scored_event``, by reference) and ``realistic-by-value`` (the same candidates
 inside every Scored event, the form before payloads by reference, for comparison). The
-generator is a no-op lease holder (this measures the controller, not generation). Also
-measures the broker's raw consume rate of the same topic in the same run and prints the ratio.
+measured runs interleave the modes over ``--rounds`` rounds (a fresh consumer group and Redis
+db each) and the table prints medians: the machine is shared and its load swings between
+runs. The generator is a no-op lease holder (this measures the controller, not generation).
+Also measures the broker's raw consume rate of each mode's topic.
 Decision latency: from the worker starting on a score event to the policy's stop/dispatch
 decision (the ``optscale_controller_decision_seconds`` histogram); carrying a stop out (cancel,
 finalize, publish the result and wait for the broker's ack) is reported separately.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import random
 import statistics
 import time
@@ -211,81 +214,104 @@ async def run_controller_once(
     }
 
 
-async def measure(
-    payload: str, questions: int, n_max: int, seed: int, compare: bool, redis_port: int
-) -> dict[str, Any]:
-    """One payload mode on a fresh broker: produce, raw consume, warm up, then each controller
-    mode; returns the default mode's figures with the event size and the raw rate."""
+@dataclasses.dataclass
+class Prepared:
+    """One payload mode's broker with its events produced."""
+
+    broker: Any
+    bootstrap: str
+    total: int  # events
+    size: float  # mean bytes of one Scored event
+    raw: float  # the broker's raw consume rate, events/s
+
+
+async def prepare(payload: str, questions: int, n_max: int, seed: int, redis_port: int) -> Prepared:
+    """A fresh broker for ``payload``: produce, measure the raw consume rate, warm up (not
+    measured: the first controller in a process and the broker's first consumer group run
+    markedly slower; without this the mode measured first loses)."""
     broker = start_broker()
-    try:
-        bootstrap = f"127.0.0.1:{broker.port}"
-        await kafka.ensure_topics(bootstrap, partitions=4)
-        scored, size = await produce(bootstrap, questions, n_max, seed, payload)
-        total = scored + questions
-        raw_rate = await raw_consume(bootstrap, total)
-        modes = (
-            [("one call per round trip", False, True), ("pure-Python reply parser", True, False)]
-            if compare
-            else []
-        )
-        modes.append(("auto-pipelined + hiredis (default)", True, True))
-        # warm-up, not measured: the first controller in a process (and the broker's first
-        # consumer group) runs markedly slower; without this the mode measured first loses
-        await run_controller_once(bootstrap, redis_port, total, "bench-warmup", True, True)
-        runs = {}
-        for i, (name, auto, hiredis) in enumerate(modes):
-            m = runs[name] = await run_controller_once(
-                bootstrap, redis_port, total, f"bench-controller-{i}", auto, hiredis
-            )
-            print(
-                f"[{payload}] {name}: {m['rate']:,.0f} events/s; decision latency p50 "
-                f"{m['p50']:.2f} ms, p99 {m['p99']:.2f} ms (event fully handled, incl. "
-                f"publishing a result: p99 {m['handled_p99']:.2f} ms); "
-                f"{m['calls_per_trip']:.1f} Redis calls per round trip; applied "
-                f"{m['applied']}, late {m['late']}, questions {m['in_redis']}"
-            )
-        m = runs[modes[-1][0]]
-        if compare:
-            for name, *_ in modes[:-1]:
-                base = runs[name]
-                print(
-                    f"[{payload}] default / {name}: {m['rate'] / base['rate']:.2f}x events/s, "
-                    f"{m['p99'] / base['p99']:.2f}x p99"
-                )
-        return {**m, "size": size, "raw": raw_rate, "events": total}
-    finally:
-        broker.stop()
+    bootstrap = f"127.0.0.1:{broker.port}"
+    await kafka.ensure_topics(bootstrap, partitions=4)
+    scored, size = await produce(bootstrap, questions, n_max, seed, payload)
+    total = scored + questions
+    raw = await raw_consume(bootstrap, total)
+    await run_controller_once(bootstrap, redis_port, total, "bench-warmup", True, True)
+    return Prepared(broker, bootstrap, total, size, raw)
 
 
-async def main(questions: int, n_max: int, seed: int, compare: bool, payloads: list[str]) -> None:
-    rs = start_redis()
-    try:
-        res = {p: await measure(p, questions, n_max, seed, compare, rs.port) for p in payloads}
-    finally:
-        rs.stop()
-    print(f"events per mode {questions} questions x (1 submit + {n_max} scores)")
-    print(
-        "payload             | Scored event bytes | controller events/s | p99 ms | "
-        "broker raw events/s | controller / raw"
+async def main(
+    questions: int, n_max: int, seed: int, compare: bool, payloads: list[str], rounds: int
+) -> None:
+    modes = (
+        [("one call per round trip", False, True), ("pure-Python reply parser", True, False)]
+        if compare
+        else []
     )
-    for p, m in res.items():
+    modes.append(("auto-pipelined + hiredis (default)", True, True))
+    rs, ready = start_redis(), {}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        p: {n: [] for n, *_ in modes} for p in payloads
+    }
+    try:
+        for p in payloads:
+            ready[p] = await prepare(p, questions, n_max, seed, rs.port)
+        # rounds interleave the payload modes: on a shared machine the load swings between
+        # runs, so each mode sees the same swings and the same-round ratios compare fairly
+        for r in range(rounds):
+            for p in payloads:
+                for i, (name, auto, hiredis) in enumerate(modes):
+                    pr = ready[p]
+                    group = f"bench-controller-{r}-{i}"
+                    m = await run_controller_once(
+                        pr.bootstrap, rs.port, pr.total, group, auto, hiredis
+                    )
+                    runs[p][name].append(m)
+                    print(
+                        f"round {r + 1} [{p}] {name}: {m['rate']:,.0f} events/s; decision "
+                        f"latency p50 {m['p50']:.2f} ms, p99 {m['p99']:.2f} ms (event fully "
+                        f"handled, incl. publishing a result: p99 {m['handled_p99']:.2f} ms); "
+                        f"{m['calls_per_trip']:.1f} Redis calls per round trip; applied "
+                        f"{m['applied']}, late {m['late']}, questions {m['in_redis']}"
+                    )
+    finally:
+        for pr in ready.values():
+            pr.broker.stop()
+        rs.stop()
+    default = modes[-1][0]
+    rate = {p: [m["rate"] for m in runs[p][default]] for p in payloads}
+    p99 = {p: [m["p99"] for m in runs[p][default]] for p in payloads}
+    print(f"events per mode {questions} questions x (1 submit + {n_max} scores); {rounds} rounds")
+    print(
+        "payload             | Scored event bytes | controller events/s (median; min-max) | "
+        "p99 ms (median) | broker raw events/s"
+    )
+    for p in payloads:
+        span = f"{statistics.median(rate[p]):,.0f} ({min(rate[p]):,.0f}-{max(rate[p]):,.0f})"
         print(
-            f"{p:<19} | {m['size']:>18,.0f} | {m['rate']:>19,.0f} | {m['p99']:>6.2f} | "
-            f"{m['raw']:>19,.0f} | {m['rate'] / m['raw']:.3f}x"
+            f"{p:<19} | {ready[p].size:>18,.0f} | {span:>37} | "
+            f"{statistics.median(p99[p]):>15.2f} | {ready[p].raw:>19,.0f}"
         )
-    if "short" in res and "realistic" in res:
+    if compare:
+        for p in payloads:
+            for name, *_ in modes[:-1]:
+                pairs = zip(runs[p][default], runs[p][name], strict=True)
+                ratios = [d["rate"] / b["rate"] for d, b in pairs]
+                print(f"[{p}] default / {name}: {statistics.median(ratios):.2f}x events/s (median)")
+    if "short" in rate and "realistic" in rate:
+        ratios = [a / b for a, b in zip(rate["realistic"], rate["short"], strict=True)]
         print(
-            f"realistic / short: {res['realistic']['rate'] / res['short']['rate']:.2f}x "
-            f"events/s, {res['realistic']['p99'] / res['short']['p99']:.2f}x p99"
+            f"realistic / short, same round: {statistics.median(ratios):.2f}x events/s (median; "
+            f"{min(ratios):.2f}-{max(ratios):.2f})"
         )
     ref, val = generate_event_bytes("realistic")
     print(f"Generate stream, realistic sample: {ref} bytes by reference, {val:,} by value")
-    for p, m in res.items():
+    for p in payloads:
         if p == "realistic-by-value":
             continue  # the form before payloads by reference, for comparison only
+        ok_rate, ok_p99 = statistics.median(rate[p]) >= 5000, statistics.median(p99[p]) <= 10
         print(
-            f"[{p}] targets: >= 5,000 events/s ({'met' if m['rate'] >= 5000 else 'NOT met'}), "
-            f"p99 <= 10 ms ({'met' if m['p99'] <= 10 else 'NOT met'})"
+            f"[{p}] targets (medians): >= 5,000 events/s ({'met' if ok_rate else 'NOT met'}), "
+            f"p99 <= 10 ms ({'met' if ok_p99 else 'NOT met'})"
         )
 
 
@@ -303,5 +329,11 @@ if __name__ == "__main__":
         choices=sorted(PAYLOADS),
         help="payload mode(s) to run (repeatable; default: all three, in one run)",
     )
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="measured runs per mode, interleaved (default 3)"
+    )
     a = ap.parse_args()
-    asyncio.run(main(a.questions, a.n_max, a.seed, a.compare, a.payload or list(PAYLOADS)))
+    if a.rounds < 1:
+        ap.error("--rounds must be >= 1")
+    payloads = a.payload or list(PAYLOADS)
+    asyncio.run(main(a.questions, a.n_max, a.seed, a.compare, payloads, a.rounds))
