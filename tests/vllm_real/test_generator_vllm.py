@@ -116,8 +116,8 @@ async def test_cancel_aborts_the_requests_in_the_engine(backend: Backend) -> Non
         await task
     await stream.aclose()
     decoded = backend.tokens_total - before
-    assert sorted(backend.aborted[-2:]) == ["c/0", "c/1"]
     assert backend.engine.output_processor.get_num_unfinished_requests() == 0
+    assert sorted(backend.aborted[-2:]) == ["c/0", "c/1"]
     # the engine has stepped many times since the abort: a fresh request ran to its end
     [s] = [s async for s in backend.generate(_req("p", 1, temperature=0.0, max_tokens=8))]
     assert s.completion_tokens >= 1
