@@ -13,10 +13,11 @@ Keys (``{q}`` = question id; the hash tag keeps a question's keys in one cluster
 
 Every script touches only the keys of one question, so all keys of a script share a hash slot
 (Redis Cluster runs them; tests run the store on a cluster-mode redis-server). The partition's
-active set is written by its own command next to the script: after ``CREATE`` (also when the
-question existed and is still active, so a redelivered ``Submitted`` repairs a crash between
-the two) and after ``FINALIZE``; :meth:`RedisStateStore.active` drops ids that are no longer
-active, so a crash between ``FINALIZE`` and the removal leaves nothing behind.
+active set is written by its own command next to the script: with ``CREATE`` (sent in the
+same round trip; every redelivered ``Submitted`` adds it again, so a crash between the two is
+repaired; a question found final leaves the set again) and after ``FINALIZE``;
+:meth:`RedisStateStore.active` drops ids that are no longer active, so a crash between
+``FINALIZE`` and the removal leaves nothing behind.
 
 Finalized questions expire: ``FINALIZE`` sets a TTL (``result_ttl_seconds``; the controller's
 ``OPTSCALE_CONTROLLER_RESULT_TTL_SECONDS``, default 7 days, 0 = keep forever) on all four keys
@@ -32,6 +33,7 @@ tests run against both).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -263,11 +265,16 @@ class RedisStateStore:
         return int(await self.r.incr("oq:epoch"))
 
     async def create(self, q: str, epoch: int, config: QuestionConfig, partition: int) -> bool:
+        """The question and its entry in the partition's active set, sent together (one round
+        trip when auto-pipelined); a question found final already leaves the set again."""
         args = [epoch, json.dumps(config.to_dict(), sort_keys=True), partition, config.n_max]
-        code = int(await self._run(self._create, [_h(q)], args))
-        if code in (0, 1):  # active: (re)enter the partition's active set
-            await self._run(self._set_add, [f"oq:active:{partition}"], [q])
-        return code == 1
+        active = [f"oq:active:{partition}"]
+        code, _ = await asyncio.gather(
+            self._run(self._create, [_h(q)], args), self._run(self._set_add, active, [q])
+        )
+        if int(code) == 2:  # a duplicate submission of a finished question
+            await self._run(self._set_remove, active, [q])
+        return int(code) == 1
 
     async def claim(self, q: str, epoch: int, *, forget_inflight: bool = False) -> Outcome:
         """Own ``q`` at ``epoch``. A newer epoch (or ``forget_inflight``, for the owner itself)
