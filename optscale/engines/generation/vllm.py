@@ -102,6 +102,7 @@ class Backend:
         if tokenizer is None and hasattr(engine, "get_tokenizer"):
             tokenizer = engine.get_tokenizer()  # the model's own tokenizer and chat template
         self.tokenizer = tokenizer
+        self._warned_no_template = False
         self._sampling_params = sampling_params  # vllm.SamplingParams unless injected
         self.aborted: list[str] = []
         self._aborted_ids: set[str] = set()
@@ -137,7 +138,11 @@ class Backend:
         if tok is None:
             return text
         if getattr(tok, "chat_template", None) is None:
-            log.warning("tokenizer of %s has no chat template: prompt sent as is", self.model_name)
+            if not self._warned_no_template:
+                self._warned_no_template = True
+                log.warning(
+                    "%s: the tokenizer has no chat template, prompts go as is", self.model_name
+                )
             return text
         templated = str(
             tok.apply_chat_template(

@@ -99,6 +99,15 @@ async def test_prompt_goes_through_the_chat_template_as_token_ids() -> None:
     assert s.text.startswith("<u>What?</u><a>") and b.tokens_total == 3
 
 
+async def test_a_tokenizer_without_chat_template_sends_the_text_as_is() -> None:
+    class Plain(Tokenizer):
+        chat_template = None
+
+    eng = Engine({})
+    _ = [s async for s in _backend(eng, Plain()).generate(_req(2))]
+    assert eng.prompts == ["What?", "What?"]
+
+
 async def test_the_engines_own_tokenizer_is_used_when_none_is_given() -> None:
     eng = Engine({})
     eng.get_tokenizer = Tokenizer  # type: ignore[attr-defined]
