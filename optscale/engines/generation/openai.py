@@ -8,7 +8,14 @@ aborts every request of a connection that drops. Self-certainty needs the full d
 which the API does not return, so it is left empty; the ``confidence`` verifier falls back to
 the mean log-prob.
 
-All I/O goes through one ``httpx.AsyncClient``; tests pass their own ``transport``.
+One ``seed`` goes with the call: the server derives the ``n`` choices from it, so sample i
+does not get ``seed + i`` as with the in-process backends.
+
+All I/O goes through one ``httpx.AsyncClient``; tests pass their own ``transport``. Against a
+real ``vllm serve`` (vLLM's CPU build, ``tests/vllm_real/test_openai_serve.py``): the summed
+per-choice token counts equal the server's ``vllm:generation_tokens_total`` (the end-of-turn
+token is in the log-probs and counted), and after a cancel the server's
+``vllm:num_requests_running`` drops to 0 with the cut choices never finishing.
 """
 
 from __future__ import annotations
