@@ -188,3 +188,13 @@ def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
     f.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
     out = _promtool("check", "rules", str(f))
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_operations_doc_explains_every_alert_and_the_dashboard() -> None:
+    doc = (ROOT / "docs" / "operations.md").read_text()
+    for r in rule_list():
+        assert f"`{r['alert']}`" in doc, r["alert"]
+    assert "infra/grafana/optscale.json" in doc and "Import" in doc
+    for name in metric_names(dashboard_queries()) - {"optscale_requests_total"}:
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert base in doc or base in (ROOT / "docs" / "conventions.md").read_text(), name
