@@ -12,6 +12,8 @@ class VerifierConfig:
     aggregation: str = "mean"  # step scores -> score (confidence, prm): mean | min | last | product
     max_length: int = 4096  # prm: tokens per model input; longer traces are windowed
     device: str = ""  # prm: torch device (default cuda when available)
+    step_tag_id: int | None = None  # vllm: the PRM's step tag token (default: id of <extra_0>)
+    vllm_engine_args: str = ""  # vllm: engine flags, CLI style ("--dtype bfloat16 ...")
     seed: int = 0  # sim
     sim_delay: float = 0.0  # sim: seconds per batch
     sim_per_sample: float = 0.0  # sim: seconds per sample

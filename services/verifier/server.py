@@ -90,5 +90,7 @@ def make_backend(cfg: Any) -> Any:
             aggregation=cfg.aggregation,
             max_length=cfg.max_length,
             batch_size=cfg.max_batch,
+            step_tag_id=cfg.step_tag_id,
+            engine_args=cfg.vllm_engine_args,
         )
     raise InvalidArgumentError("backend", cfg.backend, "one of confidence, sim, prm, vllm")
