@@ -1,0 +1,74 @@
+"""optscale.batch_progress: answered / submitted, tokens used against the BoN@N_max
+estimate, accuracy over graded results, and the summary table."""
+
+from __future__ import annotations
+
+import pytest
+
+from optscale.batch_progress import AnsweredQuestion, BatchProgress
+from optscale.errors import InvalidArgumentError
+
+
+def result(tokens: int, used: int, n_max: int = 8, correct: bool | None = None,
+           status: str = "done", reason: str = "bound") -> AnsweredQuestion:
+    return AnsweredQuestion(status, reason, tokens, used, n_max, correct)
+
+
+def test_progress_line_counts_submitted_answered_tokens_saving_and_accuracy() -> None:
+    p = BatchProgress()
+    for q in ("a", "b", "c", "d"):
+        p.submit(q)
+    p.submit("a")  # a duplicate submission is one question
+    assert p.line() == "answered 0/4 (0%) | tokens 0"
+    assert p.answer("a", result(300, 3, correct=True))  # BoN@8: 800
+    assert p.answer("b", result(200, 1, correct=False))  # BoN@8: 1600
+    assert not p.answer("a", result(999, 8))  # a republished result is not counted twice
+    assert p.answer("c", result(100, 2))  # not graded; BoN@8: 400
+    # used 600 of an estimated 2800: 78.6% saved; 1 of 2 graded right
+    assert p.line() == (
+        "answered 3/4 (75%) | tokens 600 | saved vs BoN@N_max 78.6% (est.)"
+        " | accuracy 50.0% (1/2 graded)"
+    )
+    assert not p.done
+    p.answer("d", result(0, 0, status="failed", reason="failed"))  # nothing to estimate from
+    assert p.done and p.tokens() == (600, 2800.0)
+
+
+def test_a_result_whose_submission_was_not_seen_still_counts_in_the_total() -> None:
+    p = BatchProgress()
+    p.submit("a")
+    p.answer("z", result(10, 1))
+    assert p.total == 2 and not p.done
+    assert p.line().startswith("answered 1/2 (50%)")
+
+
+def test_summary_table_has_totals_and_results_by_status_and_reason() -> None:
+    p = BatchProgress()
+    for q in "abc":
+        p.submit(q)
+    p.answer("a", result(400, 4, n_max=16, correct=True))  # BoN@16: 1600
+    p.answer("b", result(400, 16, n_max=16, correct=True, reason="n_max"))  # BoN@16: 400
+    rows = dict(
+        (line[:27].strip(), line[27:].strip()) for line in p.summary().splitlines()
+    )
+    assert rows["questions submitted"] == "3"
+    assert rows["answered"] == "2" and rows["not answered yet"] == "1"
+    assert rows["tokens used"] == "800"
+    assert rows["BoN@N_max tokens (est.)"] == "2,000"
+    assert rows["saved vs BoN@N_max (est.)"] == "60.0%"
+    assert rows["mean samples per answer"] == "10.00"
+    assert rows["accuracy (graded)"] == "100.0% (2/2)"
+    assert rows["done / bound"] == "1" and rows["done / n_max"] == "1"
+
+
+def test_empty_batch_prints_dashes_not_division_errors() -> None:
+    p = BatchProgress()
+    assert p.line() == "answered 0/0 | tokens 0"
+    assert "saved vs BoN@N_max (est.)" in p.summary() and not p.done
+
+
+def test_bad_counts_are_rejected() -> None:
+    with pytest.raises(InvalidArgumentError, match="completion_tokens"):
+        result(-1, 1)
+    with pytest.raises(InvalidArgumentError, match="samples_used"):
+        AnsweredQuestion("done", "bound", 1, True, 8, None)  # a bool is not a count
