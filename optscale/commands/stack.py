@@ -219,6 +219,9 @@ def up(args: argparse.Namespace) -> int:
     d = Path(args.dir)
     d.mkdir(parents=True, exist_ok=True)
     state = StackState.load(d)
+    if state is not None and not any(alive(n, p) for n, p in state.pids.items()):
+        print(f"the stack recorded in {state.path} is gone (nothing runs); starting a new one")
+        state = None
     fresh = state is None
     if state is None:
         state = _new_state(args, d)
