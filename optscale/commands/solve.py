@@ -247,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
         before = len(questions)
         questions = [q for q in questions if q.id not in done]
         print(f"resume: {before - len(questions)} questions already done", file=sys.stderr)
-    if args.strategy == "mr-thinking":
+    if getattr(args, "strategy", None) == "mr-thinking":  # `optscale eval` has no --strategy
         return run_mr_thinking(args, questions, out)
     make = policy_factory(args, args.policy, args.n_max, [q.id for q in questions])
     params = sampling_params(args)
