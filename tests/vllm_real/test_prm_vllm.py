@@ -17,6 +17,7 @@ import pytest
 from optscale.engines.scoring.prm import Backend as Prm
 from optscale.engines.scoring.prm import split_steps
 from optscale.engines.scoring.vllm_prm import Backend as VllmPrm
+from optscale.engines.scoring.vllm_prm import make_llm
 from optscale.errors import InvalidArgumentError
 from tests.vllm_real.prm_reference import load, traces
 
@@ -45,6 +46,11 @@ def reference(tiny_prm_dir: str) -> Prm:
 @pytest.fixture(scope="module")
 def both(vllm_prm: VllmPrm, reference: Prm) -> tuple[Any, Any]:
     return vllm_prm.score_texts(TRACES), reference.score_texts(TRACES)
+
+
+def test_an_unknown_engine_flag_is_a_clear_error(tiny_prm_dir: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="--no-such-flag"):
+        make_llm(tiny_prm_dir, MAX_LENGTH, "--enforce-eager --no-such-flag 1")
 
 
 def test_the_traces_need_windows(reference: Prm) -> None:

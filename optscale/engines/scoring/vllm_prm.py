@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from optscale.engines.scoring.prm import SEPARATOR
 from optscale.engines.scoring.prm import Backend as PrmBackend
@@ -50,9 +50,15 @@ def make_llm(model: str, max_length: int, engine_args: str | Sequence[str] = ())
     from vllm.engine.arg_utils import EngineArgs
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
-    parser = EngineArgs.add_cli_args(FlexibleArgumentParser(prog="vllm-prm"))
+    extra = engine_args_list(engine_args)
+
+    class Parser(FlexibleArgumentParser):  # type: ignore[misc]
+        def error(self, message: str) -> NoReturn:  # argparse would print and exit
+            raise InvalidArgumentError("engine_args", shlex.join(extra), message)
+
+    parser = EngineArgs.add_cli_args(Parser(prog="vllm-prm"))
     own = ["--model", model, "--runner", "pooling", "--max-model-len", str(max_length)]
-    args = EngineArgs.from_cli_args(parser.parse_args(own + engine_args_list(engine_args)))
+    args = EngineArgs.from_cli_args(parser.parse_args(own + extra))
     pooler = args.pooler_config
     if pooler is None:
         pooler = PoolerConfig()
