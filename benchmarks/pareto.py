@@ -1,7 +1,8 @@
 """Every policy against the BoN curve on every pool, parameters from the dev half only.
 
     .venv/bin/python benchmarks/pareto.py [--pools math100,gsm8k,semi-calibrated,semi-noisy]
-        [--orders 20] [--cal-orders 6] [--plots runs/pareto/] [--jobs 2] [--json FILE] [--quick]
+        [--policies P,...] [--orders 20] [--cal-orders 6] [--plots runs/pareto/] [--jobs 2]
+        [--json FILE] [--quick]
 
 Pools: ``math100`` (the shared scored-sample file, 100 MATH questions x 8, Qwen2.5-Math ORM
 scores), ``gsm8k`` (the recorded pool, 50 GSM8K questions x 16, confidence scorer),
@@ -167,6 +168,9 @@ def progress(r: JobResult) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--pools", default=",".join(POOLS), help=f"comma list of {', '.join(POOLS)}")
+    ap.add_argument(
+        "--policies", help="comma list of policies (default: every one; the BoN curve always)"
+    )
     ap.add_argument("--orders", type=int, default=20, help="orders per test question")
     ap.add_argument("--cal-orders", type=int, default=6, help="orders per dev question (tuning)")
     ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
@@ -203,9 +207,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         o = Options(orders=a.orders, cal_orders=a.cal_orders, seed=a.seed)
         boot, jobs = a.bootstrap, max(1, a.jobs)
     policies = policies_now()
+    if a.policies:
+        chosen = [p.strip() for p in a.policies.split(",") if p.strip()]
+        for p in chosen:
+            if p not in policies:
+                ap.error(f"unknown policy {p!r} (one of {', '.join(policies)})")
+        policies = chosen
     t0 = time.perf_counter()
     print(
-        f"policies (optscale.policies.POLICY_NAMES now): {', '.join(policies)}; finish model "
+        f"policies: {', '.join(policies)}; finish model "
         "'length' (served tokens); CIs: 95% bootstrap over test questions "
         f"({boot} resamples)"
     )

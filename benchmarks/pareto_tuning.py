@@ -74,11 +74,14 @@ def tune(
     priors: dict[str, tuple[float, float]] | None = None,
 ) -> tuple[list[Tuned], list[str]]:
     notes: list[str] = []
-    cal = calibrate(
-        dev, n_max=n, orders=o.cal_orders, seed=o.seed, alphas=o.alphas, s_mins=o.s_mins
-    )
-    base: dict[str, Any] = {"alpha": cal.alpha, "s_min": cal.s_min}
-    notes.append(f"OptScale^0 dev calibration: {cal.verdict}")
+    base: dict[str, Any] = {}
+    cal: Any = None
+    if any(p not in ALLOCATION_ROWS and p not in ("bon", "sc", "wsc", "oracle") for p in policies):
+        cal = calibrate(
+            dev, n_max=n, orders=o.cal_orders, seed=o.seed, alphas=o.alphas, s_mins=o.s_mins
+        )
+        base = {"alpha": cal.alpha, "s_min": cal.s_min}
+        notes.append(f"OptScale^0 dev calibration: {cal.verdict}")
     out: list[Tuned] = []
     rows = [p for p in policies if p in ALLOCATION_ROWS]
     alloc = {
