@@ -13,6 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -35,7 +36,7 @@ SCORED = {  # OptScale^0 on the PRM's scores
     "v-1": "Tom has 3 apples and buys 4 more. How many apples does he have? Answer in \\boxed{}.",
     "v-2": "What is 6 times 3? Put the final answer in \\boxed{}.",
 }
-AGREE = {"v-stop": "Reply with exactly this and nothing else: \\boxed{5}"}
+AGREE = {"v-stop": "What is 2 + 3? Write \\boxed{5} first, then explain at length why."}
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +84,31 @@ async def submit(
     await p.producer.flush()
 
 
+def finished_in_engine(generator: VllmGenerator) -> set[str]:
+    """Sample ids whose engine request finished on its own (stop or length), as the engine's
+    outputs reach ``AsyncLLM``'s output processor (a vLLM 0.32 internal, tapped like
+    ``watch_engine_tokens``)."""
+    from vllm.v1.engine import FinishReason
+
+    proc = generator.engine.output_processor
+    inner = proc.process_outputs
+    done: set[str] = set()
+
+    def tap(outputs: Any, *args: Any, **kwargs: Any) -> Any:
+        for o in outputs:
+            state = proc.request_states.get(o.request_id)
+            if state is not None and o.finish_reason in (FinishReason.STOP, FinishReason.LENGTH):
+                done.add(state.external_req_id)
+        return inner(outputs, *args, **kwargs)
+
+    proc.process_outputs = tap
+    return done
+
+
 async def test_questions_answered_and_a_stop_aborts_in_engine(
     broker: Proc, redis_server: Proc, generator: VllmGenerator, verifier: VllmPrm
 ) -> None:
+    natural = finished_in_engine(generator)
     url = f"redis://127.0.0.1:{redis_server.port}/0"
     async with LocalPipeline(f"127.0.0.1:{broker.port}", url, generator, verifier) as p:
         assert p.store is not None and p.generator is not None
@@ -107,8 +130,8 @@ async def test_questions_answered_and_a_stop_aborts_in_engine(
         assert all(0.0 <= s <= 1.0 for s in scores) and len(set(scores)) > 1
         assert verifier.windows_run >= len(scores)
         # the adaptive-consistency stop cut samples that were decoding: aborted in the engine
-        cut = [s for s in generator.aborted if s.startswith("v-stop/")]
-        assert cut, f"no in-flight sample of v-stop was aborted: {generator.aborted}"
+        cut = [s for s in generator.aborted if s.startswith("v-stop/") and s not in natural]
+        assert cut, f"no v-stop sample was decoding at the stop: {generator.aborted}, {natural}"
         assert p.generator.aborted >= len(cut)
         deadline = time.monotonic() + 60
         while generator.engine.output_processor.get_num_unfinished_requests():
