@@ -27,6 +27,7 @@ from optscale.ports import GenerateRequest
 from optscale.types import GeneratedSample, SamplingParams
 from services.common.infra import free_port
 
+pytestmark = pytest.mark.timeout(900)  # engine start included (slow when the cores are shared)
 SERVED = "smollm2"
 START_TIMEOUT = 300.0  # engine start is 20-35 s idle; the 2 shared cores can make it slower
 WAIT = 120.0  # at most, for a condition on the server's metrics

@@ -21,6 +21,7 @@ from optscale.engines.scoring.vllm_prm import make_llm
 from optscale.errors import InvalidArgumentError
 from tests.vllm_real.prm_reference import load, traces
 
+pytestmark = pytest.mark.timeout(900)  # engine start included (slow when the cores are shared)
 MAX_LENGTH = 256  # the engine's max_model_len and both backends' window size
 TOL = 1e-5  # absolute, on P(positive) per step; float32 on both sides (measured 1.2e-7)
 TRACES = traces(24)
