@@ -6,7 +6,8 @@
 controller's gRPC ``Submit`` / ``GetResult`` / ``Cancel``, every question event the controller
 consumes from Kafka, the generator's ``Generate`` request and ``optscale submit``. The embedded
 ``optscale solve`` takes dataset ids as they are (the MATH files use ``test/algebra/1.json``;
-nothing there parses a sample id back).
+nothing there parses a sample id back); ``optscale submit --dataset`` sends them as
+:func:`pipeline_id` (``/`` -> ``:``).
 """
 
 from __future__ import annotations
@@ -37,3 +38,10 @@ def check_question_id(question_id: object, field: str = "question_id") -> str:
             f"may only contain {QUESTION_ID_CHARACTERS} (found {''.join(bad)!r})",
         )
     return question_id
+
+
+def pipeline_id(dataset_id: str) -> str:
+    """The pipeline id of a benchmark question: its dataset id with ``/`` as ``:`` (the MATH
+    files' ``test/algebra/1.json`` becomes ``test:algebra:1.json``; no dataset id has a ``:``,
+    so the mapping is one to one and ``str.replace(":", "/")`` undoes it). Checked."""
+    return check_question_id(dataset_id.replace("/", ":"), "id")

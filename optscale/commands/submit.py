@@ -112,6 +112,12 @@ def run(args: argparse.Namespace) -> int:
         else load_questions_jsonl(args.questions, limit=args.limit, offset=args.offset)
     )
     apply_params(args, [q.id for q in qs])
+    if args.dataset:  # MATH ids have '/', the sample-id separator: sent with ':' instead
+        from dataclasses import replace
+
+        from optscale.ids import pipeline_id
+
+        qs = [replace(q, id=pipeline_id(q.id)) for q in qs]
     events = build_events(args, qs)
 
     async def send() -> None:

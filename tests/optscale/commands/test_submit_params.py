@@ -68,3 +68,17 @@ def test_params_tuned_on_a_submitted_question_or_another_n_max_are_refused(
     with pytest.raises(InvalidArgumentError) as err:
         submit.apply_params(_args("--options", '{"bogus": 1}'), ["t1"])
     assert err.value.field == "options"
+
+
+def test_math_dataset_ids_travel_with_colons() -> None:
+    from optscale.datasets import load_dataset
+    from optscale.ids import pipeline_id
+
+    (q,) = load_dataset("math500", limit=1)
+    assert "/" in q.id
+    pid = pipeline_id(q.id)
+    assert "/" not in pid and pid.replace(":", "/") == q.id
+    (ev,) = submit.build_events(_args(), [Question(pid, q.text, q.answer)])
+    assert ev.question_id == pid
+    with pytest.raises(InvalidArgumentError):
+        pipeline_id("a{b}")
