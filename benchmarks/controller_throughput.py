@@ -14,7 +14,8 @@ inside every Scored event, the form before payloads by reference, for comparison
 measured runs interleave the modes over ``--rounds`` rounds (a fresh consumer group and Redis
 db each) and the table prints medians: the machine is shared and its load swings between
 runs. The generator is a no-op lease holder (this measures the controller, not generation).
-Also measures the broker's raw consume rate of each mode's topic.
+Also measures the broker's raw consume rate of each mode's topic, and the controller's CPU
+time per event (this process's ``process_time``: less sensitive to the load than wall time).
 Decision latency: from the worker starting on a score event to the policy's stop/dispatch
 decision (the ``optscale_controller_decision_seconds`` histogram); carrying a stop out (cancel,
 finalize, publish the result and wait for the broker's ack) is reported separately.
@@ -190,10 +191,10 @@ async def run_controller_once(
     task = asyncio.create_task(run_controller(w, cons, pub, stop=stop))
     while w.stats["events"] == 0:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     while w.stats["events"] < total:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     stop.set()
     await task
     await kafka.stop_quietly(cons, producer)
@@ -202,6 +203,7 @@ async def run_controller_once(
     lat, dec = sorted(w.latencies), sorted(w.decisions)
     return {
         "rate": total / dt,
+        "cpu_us": cpu / total * 1e6,  # this process (the controller) only
         "p50": statistics.median(dec) * 1000,
         "p99": dec[int(0.99 * (len(dec) - 1))] * 1000,
         "handled_p99": lat[int(0.99 * (len(lat) - 1))] * 1000,
@@ -280,16 +282,18 @@ async def main(
     default = modes[-1][0]
     rate = {p: [m["rate"] for m in runs[p][default]] for p in payloads}
     p99 = {p: [m["p99"] for m in runs[p][default]] for p in payloads}
+    cpu = {p: [m["cpu_us"] for m in runs[p][default]] for p in payloads}
     print(f"events per mode {questions} questions x (1 submit + {n_max} scores); {rounds} rounds")
     print(
         "payload             | Scored event bytes | controller events/s (median; min-max) | "
-        "p99 ms (median) | broker raw events/s"
+        "p99 ms (median) | controller CPU us/event (median) | broker raw events/s"
     )
     for p in payloads:
         span = f"{statistics.median(rate[p]):,.0f} ({min(rate[p]):,.0f}-{max(rate[p]):,.0f})"
         print(
             f"{p:<19} | {ready[p].size:>18,.0f} | {span:>37} | "
-            f"{statistics.median(p99[p]):>15.2f} | {ready[p].raw:>19,.0f}"
+            f"{statistics.median(p99[p]):>15.2f} | {statistics.median(cpu[p]):>32.0f} | "
+            f"{ready[p].raw:>19,.0f}"
         )
     if compare:
         for p in payloads:
@@ -303,6 +307,8 @@ async def main(
             f"realistic / short, same round: {statistics.median(ratios):.2f}x events/s (median; "
             f"{min(ratios):.2f}-{max(ratios):.2f})"
         )
+        cpu_ratio = statistics.median(cpu["realistic"]) / statistics.median(cpu["short"])
+        print(f"realistic / short controller CPU per event: {cpu_ratio:.2f}x (less load-dependent)")
     ref, val = generate_event_bytes("realistic")
     print(f"Generate stream, realistic sample: {ref} bytes by reference, {val:,} by value")
     for p in payloads:
