@@ -24,16 +24,16 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from optscale.v1 import common_pb2, events_pb2
+from optscale.v1 import events_pb2
 from services.common import kafka
 from services.common.infra import Proc, free_port_block, start_broker, start_redis
 from services.controller.state import RedisStateStore
+from tests.integration.chaos_common import GROUP, assert_counted_once, generated, submitted
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 N_MAX = 8
 QUESTIONS = int(os.environ.get("OPTSCALE_CHAOS_QUESTIONS", "200"))
-GROUP = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 300}
 
 
 @dataclass
@@ -137,14 +137,7 @@ async def _submit(bootstrap: str, ids: list[str]) -> None:
     producer = await kafka.producer(bootstrap)
     try:
         for q in ids:
-            ev = events_pb2.QuestionEvent(question_id=q, schema_version=1)
-            ev.submitted.text = f"question {q}"
-            ev.submitted.reference_answer = "42"
-            ev.submitted.policy.policy = "optscale0"
-            ev.submitted.policy.n_max = N_MAX
-            ev.submitted.policy.s_min = 0.9
-            ev.submitted.sampling.max_tokens = 512
-            await producer.send(kafka.QUESTION_EVENTS, ev.SerializeToString(), key=q.encode())
+            await producer.send(kafka.QUESTION_EVENTS, submitted(q, N_MAX), key=q.encode())
         await producer.flush()
     finally:
         await producer.stop()
@@ -197,28 +190,6 @@ def _outcome(r: events_pb2.Result) -> tuple[object, ...]:
     return (r.answer, r.chosen_sample_id, r.score, r.samples_used, r.completion_tokens, r.status)
 
 
-async def _candidates(c: Cluster, prefix: str) -> dict[str, int]:
-    """sample id -> how often it is on optscale.candidates, for this batch."""
-    assert c.broker is not None
-    cons = await kafka.consumer(
-        f"127.0.0.1:{c.broker.port}", kafka.CANDIDATES, f"chaos-cands-{prefix}", **GROUP
-    )
-    seen: dict[str, int] = {}
-    try:
-        idle = 0
-        while idle < 3:
-            batch = await cons.getmany(timeout_ms=500)
-            idle = 0 if batch else idle + 1
-            for msgs in batch.values():
-                for m in msgs:
-                    if (m.key or b"").decode().startswith(prefix + "-"):
-                        sid = common_pb2.Candidate.FromString(m.value).sample_id
-                        seen[sid] = seen.get(sid, 0) + 1
-    finally:
-        await cons.stop()
-    return seen
-
-
 @contextlib.asynccontextmanager
 async def _explain_timeout(
     c: Cluster, want: set[str], results: dict[str, Any]
@@ -244,7 +215,8 @@ async def _explain_timeout(
 
 
 async def _check(c: Cluster, run: dict[str, Any], prefix: str) -> dict[str, Any]:
-    candidates = await _candidates(c, prefix)
+    assert c.broker is not None
+    candidates = await generated(f"127.0.0.1:{c.broker.port}", prefix)
     r = aioredis.from_url(f"redis://127.0.0.1:{c.redis_port}/0", decode_responses=True)
     store = RedisStateStore(r)
     used, duplicates = [], 0
@@ -257,13 +229,7 @@ async def _check(c: Cluster, run: dict[str, Any], prefix: str) -> dict[str, Any]
             outcomes = {_outcome(events_pb2.Result.FromString(p)) for p in payloads}
             assert len(outcomes) == 1, f"{q}: different results {outcomes}"
             res = events_pb2.Result.FromString(payloads[0])
-            assert res.status == events_pb2.RESULT_STATUS_DONE, res
-            sq = await store.get(q)
-            assert sq is not None and sq.status == "done", q
-            seen = [o.sample_id for o in sq.observations]
-            assert len(seen) == len(set(seen)) == sq.n_scored == res.samples_used <= N_MAX, q
-            assert res.chosen_sample_id in seen
-            assert set(seen) <= set(candidates), f"{q}: scored a sample never generated"
+            await assert_counted_once(store, res, N_MAX, candidates)
             used.append(res.samples_used)
     finally:
         await r.aclose()
