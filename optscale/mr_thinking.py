@@ -15,7 +15,8 @@ is sample ``f"{question_id}/{r}"`` with seed ``question_seed(seed, question_id) 
 :func:`run_mr_thinking` drives it over the generator port in waves: round ``r`` of every
 question still going is requested at once (rounds of one question are sequential; an engine
 that decodes requests of different prompts together gets them together; the CPU llama.cpp
-engine runs them one after the other). Every round is kept in the result
+engine runs them one after the other); each round is reported (``on_round``) as soon as it
+is decoded, not when its wave ends. Every round is kept in the result
 (:meth:`MRResult.as_dict`), so :func:`summarize` can report any number of rounds <= the run's,
 with or without the stop rule, from one run.
 """
@@ -247,20 +248,16 @@ async def run_mr_thinking(
                     first_index=r,
                 )
             )
-        samples = await asyncio.gather(
-            *(
-                _one_round(generator, req, dataset or q.dataset or "math")
-                for q, req in zip(live, reqs, strict=True)
-            )
-        )
-        still: list[Question] = []
-        for q, s in zip(live, samples, strict=True):
+
+        async def step(q: Question, req: GenerateRequest) -> bool:
+            """One round of ``q``, recorded as soon as it is decoded; True: go on."""
+            s = await _one_round(generator, req, dataset or q.dataset or "math")
             res = results[q.id]
             if s is None:
-                rnd = Round(r, f"{q.id}/{r}", "", None, 0, "error", 0.0)
+                rnd = Round(req.first_index, f"{q.id}/{req.first_index}", "", None, 0, "error", 0.0)
             else:
                 rnd = Round(
-                    r,
+                    req.first_index,
                     s.sample_id,
                     s.text,
                     s.answer,
@@ -274,12 +271,15 @@ async def run_mr_thinking(
             k, reason = outcome_after(
                 res.rounds, settings.n_rounds, stop_when_unchanged=settings.stop_when_unchanged
             )
-            if reason != "n_max" or k >= settings.n_rounds:
-                res.reason = reason
-                res.seconds = round(time.perf_counter() - t0, 3)
-                if on_result is not None:
-                    on_result(res)
-            else:
-                still.append(q)
+            if reason == "n_max" and k < settings.n_rounds:
+                return True
+            res.reason = reason
+            res.seconds = round(time.perf_counter() - t0, 3)
+            if on_result is not None:
+                on_result(res)
+            return False
+
+        going = await asyncio.gather(*(step(q, req) for q, req in zip(live, reqs, strict=True)))
+        still = [q for q, more in zip(live, going, strict=True) if more]
         live = still
     return [results[q.id] for q in questions]

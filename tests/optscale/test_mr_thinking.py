@@ -3,6 +3,7 @@ the stop-when-unchanged rule, token counting, summaries from one run, and the so
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -150,3 +151,26 @@ def test_cli_solve_mr_thinking_writes_every_round(tmp_path: Path) -> None:
         assert r["tokens"] == sum(x["tokens"] for x in r["rounds"]) > 0
         assert r["answer"] == r["round_answers"][-1]
     assert main([*argv, "--record", str(tmp_path / "p.jsonl"), "--out", str(out)]) == 2
+
+
+async def test_a_round_is_reported_as_soon_as_it_is_decoded() -> None:
+    """q1's round waits until q0's round of the same wave has been reported: a driver that
+    reports only after the whole wave would never get there."""
+    reported = asyncio.Event()
+
+    class Gated(Reviser):
+        async def generate(self, request: GenerateRequest) -> AsyncIterator[GeneratedSample]:
+            if request.question_id == "q1":
+                await reported.wait()
+            async for s in super().generate(request):
+                yield s
+
+    def on_round(q: Question, r: Round) -> None:
+        if q.id == "q0":
+            reported.set()
+
+    run = run_mr_thinking(
+        QS[:2], Gated(), PARAMS, MRSettings(2), build_prompt=build_prompt, on_round=on_round
+    )
+    res = await asyncio.wait_for(run, timeout=30)  # a deadlock guard, not a timing assertion
+    assert [len(r.rounds) for r in res] == [2, 2]
