@@ -19,11 +19,15 @@ yet: the mean over the batch's scored samples, else ``default_tokens``). Its *pr
 
 **Rule.**
 
-1. Initial wave: ``initial`` samples for every question.
-2. Then, repeatedly: the ``wave`` active questions of highest priority (at most one sample
-   each) get one sample each, and the wave's scores update their states. Stop when the budget
-   is spent, or no active question's priority reaches ``price`` (``gain < price * cost``: the
-   myopic rule of :class:`optscale.bayes.BayesStop`, now over the batch), or none is active.
+1. Repeatedly: the ``wave`` active questions of highest priority (at most one sample each)
+   get one sample each, decoded in parallel, and the wave's scores update their states. Stop
+   when the budget is spent, or no active question's priority reaches ``price``
+   (``gain < price * cost``: the myopic rule of :class:`optscale.bayes.BayesStop`, now over
+   the batch), or none is active.
+2. Fresh questions first: a question with fewer than ``initial`` samples dispatched has
+   infinite priority, so the first waves give every question its ``initial`` samples in batch
+   order, ``wave`` at a time. (Not all at once: a budget below one sample per question then
+   answers the questions it pays for instead of cutting every first sample.)
 3. A question leaves the active set when it has ``n_max`` samples (or its order has no more:
    ``"n_max"``), or when its posterior P(some sample correct) is below ``give_up``
    (``"give up"``). That probability treats the samples as independent given the fit:
@@ -40,7 +44,7 @@ never exceed the budget. A wave that finishes is never cut: the price rule only 
 between waves.
 
 **Edge cases.** An empty batch gives no episodes. A question whose every sample was cut (the
-budget ran out in the initial wave) has no answer and counts as wrong (``"budget"``). Ties in
+budget ran out before one finished) has no answer and counts as wrong (``"budget"``). Ties in
 priority go to the question that comes first in ``orders``; within a wave, samples are scored
 shortest first (ties: wave order). Nothing is random: the result is a function of the orders
 and the configuration. Per-question ``reason``: ``"n_max"``, ``"give up"``, ``"price"``
@@ -194,7 +198,7 @@ class _Batch:
         if st.n_scored >= cfg.n_max or q.next_index >= self._limit(q):
             q.reason = "n_max"
             return None
-        if st.best is None:  # only after the budget ran out in the initial wave
+        if q.next_index < cfg.initial or st.best is None:  # fresh (or its first sample cut)
             return math.inf
         gain, p_new = self.posterior(st.stats, st.best.score, q.prior)
         if cfg.give_up > 0:
@@ -264,7 +268,6 @@ def allocate_batch(
     b = _Batch(orders, cfg, priors, cache)
     if not b.ids:
         return {}
-    b.run_wave([qid for qid in b.ids for _ in range(cfg.initial)])
     # max-heap of (-priority, batch position, version); stale entries skipped on pop
     heap: list[tuple[float, int, int]] = []
     pos = {qid: i for i, qid in enumerate(b.ids)}

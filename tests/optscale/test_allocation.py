@@ -70,12 +70,27 @@ def test_a_wave_that_overruns_the_budget_is_cut_in_parallel() -> None:
     # the initial wave decodes 100 and 300 tokens in parallel; 250 left: at t = 150 the short
     # one has finished (100), the long one is cut after 150 tokens (counted, not scored)
     orders = {"a": _order("a", [0.5, 0.5], 100), "b": _order("b", [0.5, 0.5], 300)}
-    got = allocate_batch(orders, AllocationConfig(n_max=2, budget=250))
+    got = allocate_batch(orders, AllocationConfig(n_max=2, budget=250, wave=2))
     assert (got["a"].tokens, got["a"].cut_tokens, got["a"].samples) == (100, 0, 1)
     assert (got["b"].tokens, got["b"].cut_tokens, got["b"].samples) == (0, 150, 0)
     assert got["b"].inflight_tokens == 300
     assert got["b"].chosen_sample_id is None and not got["b"].correct
     assert got["b"].reason == "budget"
+
+
+def test_fresh_questions_go_first_wave_by_wave() -> None:
+    # a budget of 3.5 samples for 6 questions: three answered, the fourth cut, two never sampled
+    orders = {f"q{i}": _order(f"q{i}", [0.9, 0.1], 100) for i in range(6)}
+    got = allocate_batch(orders, AllocationConfig(n_max=2, budget=350, wave=1))
+    assert [got[f"q{i}"].samples for i in range(6)] == [1, 1, 1, 0, 0, 0]
+    assert [got[f"q{i}"].cut_tokens for i in range(6)] == [0, 0, 0, 50, 0, 0]
+    assert sum(e.correct for e in got.values()) == 3
+    # two initial samples each before any question gets a third
+    deep = allocate_batch(
+        {f"q{i}": _order(f"q{i}", [0.2] * 8, 100) for i in range(3)},
+        AllocationConfig(n_max=8, budget=700, initial=2, wave=1),
+    )
+    assert sorted(e.samples for e in deep.values()) == [2, 2, 3]
 
 
 def test_give_up_fires_when_every_score_is_low() -> None:
