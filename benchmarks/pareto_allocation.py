@@ -58,7 +58,7 @@ ALLOCATION_LABELS = {
     "allocation-b25": "Batch allocation (0.25x budget)",
     "allocation-b50": "Batch allocation (0.5x budget)",
 }
-PRICE_GRID: tuple[float, ...] = (3e-6, 1e-5, 3e-5, 1e-4, 3e-4)
+PRICE_GRID: tuple[float, ...] = (3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4)
 BUDGET_PRICE_GRID: tuple[float, ...] = (0.0,)
 GIVE_UP_GRID: tuple[float, ...] = (0.0, 0.1)
 WAVE_FRACTION = 0.1
