@@ -19,6 +19,7 @@ metadata (controller lease -> generator) and in Kafka headers (generator -> veri
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import hashlib
@@ -136,13 +137,25 @@ def span(
     trace, else the question's root; without a question id, the current span."""
     if not enabled():
         return _NOOP
-    cm: contextlib.AbstractContextManager[Any] = _tracer(service).start_as_current_span(
-        name,
-        context=_parent(question_id, parent),
-        links=[_link(c) for c in links if c is not None],
-        attributes=_attrs(question_id, attrs),
+    return _current(
+        _tracer(service).start_as_current_span(
+            name,
+            context=_parent(question_id, parent),
+            links=[_link(c) for c in links if c is not None],
+            attributes=_attrs(question_id, attrs),
+            record_exception=False,
+            set_status_on_exception=False,
+        )
     )
-    return cm
+
+
+def in_trace() -> bool:
+    """Whether a span is current (tracing on and inside some span)."""
+    if not enabled():
+        return False
+    from opentelemetry import trace
+
+    return bool(trace.get_current_span().get_span_context().is_valid)
 
 
 def start(
@@ -242,6 +255,24 @@ def _tracer(service: str) -> Any:
     if t is None:
         t = _tracers[service] = _state["provider"].get_tracer(f"optscale.{service}")
     return t
+
+
+@contextlib.contextmanager
+def _current(cm: Any) -> Iterator[Any]:
+    """A cancelled span is marked ``optscale.cancelled`` (a lease closed by a stop is not an
+    error); an exception is recorded and sets the error status."""
+    with cm as s:
+        try:
+            yield s
+        except asyncio.CancelledError:
+            s.set_attribute("optscale.cancelled", True)
+            raise
+        except Exception as exc:
+            from opentelemetry.trace import Status, StatusCode
+
+            s.record_exception(exc)
+            s.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:300]))
+            raise
 
 
 def _parent(question_id: str | None, parent: Any) -> Any:

@@ -105,3 +105,28 @@ def test_missing_or_foreign_context_is_none(spans: InMemorySpanExporter) -> None
     assert tracing.from_kafka([("reason", b"poison")]) is None
     assert tracing.from_kafka([("traceparent", b"garbage")]) is None
     assert tracing.from_grpc(object()) is None
+
+
+async def test_cancelled_is_marked_and_an_error_is_recorded(spans: InMemorySpanExporter) -> None:
+    import asyncio
+
+    async def lease() -> None:
+        with tracing.span("controller", "controller.lease", question_id="q1"):
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(lease())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(ValueError):
+        with tracing.span("verifier", "verifier.score_batch"):
+            raise ValueError("engine down")
+    assert tracing.in_trace() is False
+    by_name: dict[str, Any] = {s.name: s for s in spans.get_finished_spans()}
+    leased = by_name["controller.lease"]
+    assert leased.attributes["optscale.cancelled"] is True
+    assert leased.status.status_code.name == "UNSET"
+    failed = by_name["verifier.score_batch"]
+    assert failed.status.status_code.name == "ERROR" and "engine down" in failed.status.description
+    assert failed.events[0].name == "exception"
