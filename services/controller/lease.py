@@ -13,6 +13,7 @@ from typing import Any
 
 from optscale.ports import GenerateRequest
 from optscale.v1 import events_pb2
+from services.common import tracing
 from services.common.metrics import CANCEL_SECONDS
 
 LEASE_RETRIES = 4  # transient Generate failures retried (same sample ids) before failing
@@ -41,6 +42,20 @@ class Leaser:
         self.fail_streak: dict[str, int] = {}
 
     async def run(self, req: GenerateRequest, epoch: int) -> None:
+        """:meth:`hold` in a ``controller.lease`` span on the question's trace (its context goes
+        to the generator in the gRPC metadata)."""
+        span = tracing.span(
+            "controller",
+            "controller.lease",
+            question_id=req.question_id,
+            first_index=req.first_index,
+            k=req.k,
+            epoch=epoch,
+        )
+        with span:
+            await self.hold(req, epoch)
+
+    async def hold(self, req: GenerateRequest, epoch: int) -> None:
         """Hold the Generate stream open. When the call fails (a generator restarting), the
         unfinished samples are asked for again under the same ids after a backoff — an id is
         applied once, so a retry never counts twice — up to LEASE_RETRIES times; what is
@@ -83,12 +98,17 @@ class Leaser:
 
 
 async def cancel_all(leases: dict[asyncio.Task[None], int]) -> None:
+    """Cancel every lease and wait until they are closed (a ``controller.cancel`` span when
+    called inside a traced span: the stop decision)."""
     tasks, start = list(leases), time.monotonic()
-    for t in tasks:
-        t.cancel()
-    for t in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await t
+    traced = tracing.in_trace()
+    span = tracing.span("controller", "controller.cancel", leases=len(tasks)) if traced else None
+    with span or contextlib.nullcontext():
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
     leases.clear()
     if tasks:
         CANCEL_SECONDS.observe(time.monotonic() - start)
