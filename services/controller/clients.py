@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from optscale.errors import InvalidArgumentError
 from optscale.ports import GenerateRequest, Prior
 from optscale.v1 import generator_pb2, generator_pb2_grpc, predictor_pb2, predictor_pb2_grpc
+from services.common import tracing
 from services.common.convert import params_to_pb, prior_from_pb
 from services.common.keepalive import Keepalive
 from services.common.security import Security, open_channel
@@ -64,6 +65,7 @@ class GrpcGenerator:
                 publish=True,
             ),
             timeout=self.deadline_s,
+            metadata=tracing.grpc_metadata(),  # the lease span's context (None: tracing off)
         )
         try:
             async for ev in call:
