@@ -15,6 +15,7 @@ from typing import Any
 
 from optscale.errors import InvalidArgumentError
 from optscale.v1 import generator_pb2, generator_pb2_grpc
+from services.common import tracing
 from services.common.convert import candidate_to_pb, generate_request_from_pb, sample_done
 from services.common.metrics import GEN_INFLIGHT, GEN_QUEUED, GEN_SLOTS, GEN_TOKENS
 from services.common.server import streaming
@@ -40,11 +41,13 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
     async def Generate(
         self, request: generator_pb2.GenerateRequest, context: Any
     ) -> AsyncIterator[generator_pb2.GenerateEvent]:
-        async for ev in streaming("generator", "Generate", context, self.log, self._run(request)):
+        parent = tracing.from_grpc(context)  # the controller's lease span, when traced
+        run = self._run(request, parent)
+        async for ev in streaming("generator", "Generate", context, self.log, run):
             yield ev
 
     async def _run(
-        self, request: generator_pb2.GenerateRequest
+        self, request: generator_pb2.GenerateRequest, parent: Any = None
     ) -> AsyncIterator[generator_pb2.GenerateEvent]:
         req = generate_request_from_pb(request)
         if request.publish and self.publish is None:
@@ -63,7 +66,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         finally:
             self.queued -= req.k
             GEN_QUEUED.dec(req.k)
-        inner = self._generate(req, request, log, model)
+        inner = self._generate(req, request, log, model, parent)
         try:
             async for ev in inner:
                 yield ev
@@ -74,10 +77,16 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 self._room.notify_all()
 
     async def _generate(
-        self, req: Any, request: generator_pb2.GenerateRequest, log: Any, model: str
+        self,
+        req: Any,
+        request: generator_pb2.GenerateRequest,
+        log: Any,
+        model: str,
+        parent: Any = None,
     ) -> AsyncGenerator[generator_pb2.GenerateEvent, None]:
         remaining = req.k
         GEN_INFLIGHT.inc(remaining)
+        spans = _sample_spans(req, parent)  # one per sample, children of the lease
         stream = self.backend.generate(req)
         try:
             async for s in stream:
@@ -86,8 +95,11 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 GEN_TOKENS.inc(s.completion_tokens)
                 log.debug("sample finished", sample_id=s.sample_id, tokens=s.completion_tokens)
                 c = candidate_to_pb(s, model_version=model, prompt=req.prompt, epoch=request.epoch)
+                span = spans.pop(s.sample_id, None)
+                tracing.end(span, completion_tokens=s.completion_tokens)
                 if request.publish and self.publish is not None:
-                    await self.publish(c)  # the text's one trip over Kafka
+                    with tracing.attached(tracing.context_of(span)):  # its Kafka headers
+                        await self.publish(c)  # the text's one trip over Kafka
                     yield generator_pb2.GenerateEvent(done=sample_done(c))  # ids and counts
                 else:
                     yield generator_pb2.GenerateEvent(candidate=c)
@@ -96,7 +108,26 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 self.aborted += remaining
                 log.info("aborted unfinished samples", aborted=remaining)
             GEN_INFLIGHT.dec(remaining)
+            for span in spans.values():
+                tracing.end(span, aborted=True)
             await stream.aclose()
+
+
+def _sample_spans(req: Any, parent: Any) -> dict[str, Any]:
+    """A ``generator.sample`` span per sample id of the call (none when tracing is off)."""
+    if not tracing.enabled():
+        return {}
+    spans = {}
+    for i in range(req.k):
+        sid = f"{req.question_id}/{req.first_index + i}"
+        spans[sid] = tracing.start(
+            "generator",
+            "generator.sample",
+            question_id=req.question_id,
+            parent=parent,
+            sample_id=sid,
+        )
+    return spans
 
 
 def make_backend(cfg: Any) -> Any:
