@@ -9,6 +9,7 @@ from typing import Any
 from prometheus_client import start_http_server
 
 from optscale.v1 import generator_pb2_grpc
+from services.common import tracing
 from services.common.config import from_env
 from services.common.logging import configure
 from services.common.security import Security
@@ -30,7 +31,10 @@ async def amain(cfg: GeneratorConfig) -> None:
 
         async def publish(c: Any) -> None:
             await producer.send_and_wait(
-                kafka.CANDIDATES, c.SerializeToString(), key=c.question_id.encode()
+                kafka.CANDIDATES,
+                c.SerializeToString(),
+                key=c.question_id.encode(),
+                headers=tracing.kafka_headers(),  # the sample's span (None: tracing off)
             )
 
     servicer = GeneratorServicer(backend, log, publish, max_inflight=cfg.max_inflight)
