@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optscale.v1 import events_pb2, generator_pb2_grpc
-from services.common import kafka
+from services.common import kafka, tracing
 from services.common.logging import configure
 from services.common.security import redis_client
 from services.common.server import Server
@@ -62,7 +62,10 @@ class LocalPipeline:
 
         async def publish_candidate(c: Any) -> None:
             await producer.send_and_wait(
-                kafka.CANDIDATES, c.SerializeToString(), key=c.question_id.encode()
+                kafka.CANDIDATES,
+                c.SerializeToString(),
+                key=c.question_id.encode(),
+                headers=tracing.kafka_headers(),  # the sample's span (None: tracing off)
             )
 
         self.generator = GeneratorServicer(self.generator_backend, self.log, publish_candidate)
