@@ -20,12 +20,13 @@ rebalance is logged and the batch is redelivered.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from optscale.errors import OptScaleError
 from optscale.types import GeneratedSample
 from optscale.v1 import common_pb2, events_pb2
-from services.common import kafka
+from services.common import kafka, tracing
 from services.common.batcher import Failed, run_isolated
 from services.common.convert import candidate_from_pb, scored_event
 from services.common.metrics import DLQ_MESSAGES, VERIFIER_BATCH, busy
@@ -78,9 +79,24 @@ async def _score(
 ) -> list[Any]:
     """Score one micro-batch and send an event per candidate (returns the send futures)."""
     VERIFIER_BATCH.observe(len(chunk))
-    outs = await busy(run_isolated(backend.score_batch, [(c.prompt, s) for _, c, s in chunk]))
+    # traced: a verifier.score_batch span linked to every candidate's sample span, and a
+    # verifier.score span per candidate, child of its sample span (the Scored event's context)
+    parents = [tracing.from_kafka(getattr(m, "headers", None)) for m, _, _ in chunk]
+    t0 = time.time_ns()
+    with tracing.span("verifier", "verifier.score_batch", links=parents, size=len(chunk)) as b:
+        outs = await busy(run_isolated(backend.score_batch, [(c.prompt, s) for _, c, s in chunk]))
     futs = []
-    for (m, c, _), out in zip(chunk, outs, strict=True):
+    for (m, c, _), out, parent in zip(chunk, outs, parents, strict=True):
+        span = tracing.start(
+            "verifier",
+            "verifier.score",
+            question_id=c.question_id,
+            parent=parent,
+            links=[tracing.context_of(b)],
+            start_time=t0,
+            sample_id=c.sample_id,
+            batch_size=len(chunk),
+        )
         ev = events_pb2.QuestionEvent(question_id=c.question_id, schema_version=1)
         if isinstance(out, Failed):  # failed alone: the controller replaces this sample
             reason = f"{type(out.error).__name__}: {out.error}"
@@ -93,8 +109,10 @@ async def _score(
                     log.warning("candidate failed alone", sample_id=c.sample_id, error=reason)
         else:
             ev.scored.CopyFrom(scored_event(out, c, version))  # by reference: no text
+        tracing.end(span, score=ev.scored.score if ev.HasField("scored") else None)
         value, key = ev.SerializeToString(), c.question_id.encode()
-        futs.append(await producer.send(kafka.QUESTION_EVENTS, value, key=key))
+        headers = tracing.kafka_headers(tracing.context_of(span))
+        futs.append(await producer.send(kafka.QUESTION_EVENTS, value, key=key, headers=headers))
     return futs
 
 
