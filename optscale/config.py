@@ -52,6 +52,10 @@ class QuestionConfig:
     dataset: str | None = None
     # further policy options in JSON form (names in optscale.policies.OPTION_NAMES), sorted
     options: tuple[tuple[str, Any], ...] = ()
+    # the batch this question belongs to and the batch's token budget (completion tokens of
+    # every sample scored for any of its questions); None: no budget
+    batch_id: str | None = None
+    batch_budget: int | None = None
 
     @classmethod
     def options_from(cls, raw: Any) -> tuple[tuple[str, Any], ...]:
@@ -104,6 +108,14 @@ class QuestionConfig:
             )
         if isinstance(self.n_max, int) and self.n_max > max_n_max:
             raise InvalidArgumentError("n_max", self.n_max, f"at most {max_n_max} here")
+        if self.batch_budget is not None:
+            from optscale.ids import check_question_id
+
+            check_question_id(self.batch_id, "batch_id")
+            if isinstance(self.batch_budget, bool) or not isinstance(self.batch_budget, int):
+                raise InvalidArgumentError("batch_budget", self.batch_budget, "must be an integer")
+            if self.batch_budget < 1:
+                raise InvalidArgumentError("batch_budget", self.batch_budget, "must be >= 1")
         if self.sampling.seed is not None and not 0 <= self.sampling.seed < 2**63:
             raise InvalidArgumentError("seed", self.sampling.seed, "must be in [0, 2^63)")
         prior = self.prior
@@ -149,6 +161,9 @@ class QuestionConfig:
                 "seed": sp.seed,
             },
             "options": dict(self.options),
+            "batch": None
+            if self.batch_budget is None
+            else {"id": self.batch_id, "budget": self.batch_budget},
         }
 
     @classmethod
@@ -189,6 +204,8 @@ class QuestionConfig:
                 reference=d.get("reference"),
                 dataset=d.get("dataset"),
                 options=cls.options_from(d.get("options")),
+                batch_id=(d.get("batch") or {}).get("id"),
+                batch_budget=(d.get("batch") or {}).get("budget"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, InvalidArgumentError):

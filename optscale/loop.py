@@ -20,7 +20,9 @@ turns it into one action:
 
 * :class:`Stop` — the policy stopped (or the question was cancelled); ``status`` is ``done``
   with a chosen sample, ``failed`` when it stopped without one (N_max failures), or
-  ``cancelled``.
+  ``cancelled``. After :class:`OutOfBudget` (its batch spent its token budget) the loop stops
+  at once with reason ``budget``, answering with the policy's choice among the samples scored
+  so far (``failed`` when there is none).
 * :class:`Dispatch` — ``decision.target - n_live`` more samples are needed: sample indices
   ``first_index .. first_index + k - 1`` (ids ``"<question id>/<index>"``), each with its seed
   (:func:`sample_seed`; ``None`` when the question has no seed).
@@ -41,6 +43,7 @@ from dataclasses import dataclass, replace
 
 from optscale.errors import InvalidArgumentError
 from optscale.policies import Chosen, Decision, Observation, Policy, QuestionState
+from optscale.question_state import choose_best
 
 __all__ = [
     "Action",
@@ -49,6 +52,7 @@ __all__ = [
     "Dispatched",
     "Event",
     "Failed",
+    "OutOfBudget",
     "QuestionLoop",
     "Scored",
     "StalledLoopError",
@@ -113,7 +117,12 @@ class Cancelled:
     reason: str = "cancelled"
 
 
-Event = Dispatched | Scored | Failed | Cancelled
+@dataclass(frozen=True, slots=True)
+class OutOfBudget:
+    """The question's batch has spent its token budget: answer with what is scored now."""
+
+
+Event = Dispatched | Scored | Failed | Cancelled | OutOfBudget
 
 
 # --------------------------------------------------------------------------- actions
@@ -179,6 +188,7 @@ class QuestionLoop:
     state: QuestionState = QuestionState()  # noqa: RUF009 (immutable)
     next_index: int = 0
     cancelled: str | None = None  # the cancel reason, once cancelled
+    out_of_budget: bool = False
 
     @classmethod
     def start(cls, question_id: str, policy: Policy, *, seed: int | None = None) -> QuestionLoop:
@@ -216,6 +226,8 @@ class QuestionLoop:
             return self.failed(event.k)
         if isinstance(event, Cancelled):
             return replace(self, cancelled=event.reason or "cancelled")
+        if isinstance(event, OutOfBudget):
+            return replace(self, out_of_budget=True)
         raise InvalidArgumentError("event", event, "not a loop event")
 
     # the three hot transitions, without building an event (the controller's path)
@@ -242,6 +254,9 @@ class QuestionLoop:
             d = Decision(True, self.state.n_scored, None, self.cancelled)
             return Stop(d, "cancelled")
         d = self.decide()
+        if not d.stop and self.out_of_budget:
+            choose = getattr(self.policy, "choose", choose_best)
+            d = Decision(True, self.state.n_scored, choose(self.state), "budget", d.n_star, d.fit)
         if d.stop:
             return Stop(d, "done" if d.chosen is not None else "failed")
         k = d.target - self.state.n_live

@@ -58,7 +58,16 @@ class InMemoryStateStore:
         self._epoch = 0
         self._questions: dict[str, _Question] = {}
         self._active: dict[int, set[str]] = {}
+        self._batches: dict[str, int] = {}
         self.calls = 0
+
+    async def batch_spent(self, batch_id: str) -> int:
+        return self._batches.get(batch_id, 0)
+
+    async def batch_charge(self, batch_id: str, tokens: int) -> int:
+        self.calls += 1
+        self._batches[batch_id] = self._batches.get(batch_id, 0) + int(tokens)
+        return self._batches[batch_id]
 
     async def new_epoch(self) -> int:
         self._epoch += 1

@@ -31,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="submit even questions the --params were tuned on (printed)",
     )
     parser.add_argument(
+        "--budget",
+        type=int,
+        help="a token budget shared by the submitted questions (they stop with reason 'budget' "
+        "once their scored samples' tokens reach it); needs --batch-id",
+    )
+    parser.add_argument("--batch-id", help="the batch the questions belong to (with --budget)")
+    parser.add_argument(
         "--options",
         default="",
         help="further policy options as JSON, e.g. '{\"pace\": 0.5}' (over --params' ones)",
@@ -86,6 +93,9 @@ def build_events(args: argparse.Namespace, questions: list) -> list:  # type: ig
         if args.s_min is not None:
             s.policy.s_min = args.s_min
         s.policy.options_json = getattr(args, "options", "") or ""
+        if getattr(args, "budget", None) is not None:
+            s.batch.batch_id = args.batch_id or ""
+            s.batch.token_budget = max(0, args.budget)
         s.sampling.temperature, s.sampling.top_p = 0.7, 0.95
         s.sampling.max_tokens = args.max_tokens
         if args.seed is not None:

@@ -141,6 +141,36 @@ class PolicyParams(_message.Message):
 Global___PolicyParams: _TypeAlias = PolicyParams  # noqa: Y015
 
 @_typing.final
+class BatchBudget(_message.Message):
+    """A batch's token budget: every question submitted with the same batch_id shares it. Once the
+    completion tokens of the batch's scored samples reach token_budget, its questions stop at
+    once with stop_reason "budget", answering with what they have scored (a soft cap: samples
+    already in flight are cut, not counted).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_BUDGET_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    """the question-id character set"""
+    token_budget: _builtins.int
+    """> 0"""
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+        token_budget: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "token_budget", b"token_budget"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchBudget: _TypeAlias = BatchBudget  # noqa: Y015
+
+@_typing.final
 class Prior(_message.Message):
     """Predicted parameters of the truncated-normal score distribution of one question."""
 

@@ -26,7 +26,7 @@ from optscale.v1 import common_pb2 as optscale_dot_v1_dot_common__pb2
 from optscale.v1 import events_pb2 as optscale_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1coptscale/v1/controller.proto\x12\x0boptscale.v1\x1a\x18optscale/v1/common.proto\x1a\x18optscale/v1/events.proto\"\\\n\x0cQuestionSpec\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x18\n\x10reference_answer\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\"\x97\x01\n\rSubmitRequest\x12,\n\tquestions\x18\x01 \x03(\x0b\x32\x19.optscale.v1.QuestionSpec\x12-\n\x08sampling\x18\x02 \x01(\x0b\x32\x1b.optscale.v1.SamplingParams\x12)\n\x06policy\x18\x03 \x01(\x0b\x32\x19.optscale.v1.PolicyParams\"&\n\x0eSubmitResponse\x12\x14\n\x0cquestion_ids\x18\x01 \x03(\t\"\'\n\x10GetResultRequest\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\"F\n\x11GetResultResponse\x12\x0c\n\x04\x64one\x18\x01 \x01(\x08\x12#\n\x06result\x18\x02 \x01(\x0b\x32\x13.optscale.v1.Result\"$\n\rCancelRequest\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\"#\n\x0e\x43\x61ncelResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08\x32\x9a\x02\n\nController\x12\x41\n\x06Submit\x12\x1a.optscale.v1.SubmitRequest\x1a\x1b.optscale.v1.SubmitResponse\x12:\n\x05Solve\x12\x1a.optscale.v1.SubmitRequest\x1a\x13.optscale.v1.Result0\x01\x12J\n\tGetResult\x12\x1d.optscale.v1.GetResultRequest\x1a\x1e.optscale.v1.GetResultResponse\x12\x41\n\x06\x43\x61ncel\x12\x1a.optscale.v1.CancelRequest\x1a\x1b.optscale.v1.CancelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1coptscale/v1/controller.proto\x12\x0boptscale.v1\x1a\x18optscale/v1/common.proto\x1a\x18optscale/v1/events.proto\"\\\n\x0cQuestionSpec\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x18\n\x10reference_answer\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\"\xcf\x01\n\rSubmitRequest\x12,\n\tquestions\x18\x01 \x03(\x0b\x32\x19.optscale.v1.QuestionSpec\x12-\n\x08sampling\x18\x02 \x01(\x0b\x32\x1b.optscale.v1.SamplingParams\x12)\n\x06policy\x18\x03 \x01(\x0b\x32\x19.optscale.v1.PolicyParams\x12,\n\x05\x62\x61tch\x18\x04 \x01(\x0b\x32\x18.optscale.v1.BatchBudgetH\x00\x88\x01\x01\x42\x08\n\x06_batch\"&\n\x0eSubmitResponse\x12\x14\n\x0cquestion_ids\x18\x01 \x03(\t\"\'\n\x10GetResultRequest\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\"F\n\x11GetResultResponse\x12\x0c\n\x04\x64one\x18\x01 \x01(\x08\x12#\n\x06result\x18\x02 \x01(\x0b\x32\x13.optscale.v1.Result\"$\n\rCancelRequest\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\"#\n\x0e\x43\x61ncelResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08\x32\x9a\x02\n\nController\x12\x41\n\x06Submit\x12\x1a.optscale.v1.SubmitRequest\x1a\x1b.optscale.v1.SubmitResponse\x12:\n\x05Solve\x12\x1a.optscale.v1.SubmitRequest\x1a\x13.optscale.v1.Result0\x01\x12J\n\tGetResult\x12\x1d.optscale.v1.GetResultRequest\x1a\x1e.optscale.v1.GetResultResponse\x12\x41\n\x06\x43\x61ncel\x12\x1a.optscale.v1.CancelRequest\x1a\x1b.optscale.v1.CancelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,17 +36,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUESTIONSPEC']._serialized_start=97
   _globals['_QUESTIONSPEC']._serialized_end=189
   _globals['_SUBMITREQUEST']._serialized_start=192
-  _globals['_SUBMITREQUEST']._serialized_end=343
-  _globals['_SUBMITRESPONSE']._serialized_start=345
-  _globals['_SUBMITRESPONSE']._serialized_end=383
-  _globals['_GETRESULTREQUEST']._serialized_start=385
-  _globals['_GETRESULTREQUEST']._serialized_end=424
-  _globals['_GETRESULTRESPONSE']._serialized_start=426
-  _globals['_GETRESULTRESPONSE']._serialized_end=496
-  _globals['_CANCELREQUEST']._serialized_start=498
-  _globals['_CANCELREQUEST']._serialized_end=534
-  _globals['_CANCELRESPONSE']._serialized_start=536
-  _globals['_CANCELRESPONSE']._serialized_end=571
-  _globals['_CONTROLLER']._serialized_start=574
-  _globals['_CONTROLLER']._serialized_end=856
+  _globals['_SUBMITREQUEST']._serialized_end=399
+  _globals['_SUBMITRESPONSE']._serialized_start=401
+  _globals['_SUBMITRESPONSE']._serialized_end=439
+  _globals['_GETRESULTREQUEST']._serialized_start=441
+  _globals['_GETRESULTREQUEST']._serialized_end=480
+  _globals['_GETRESULTRESPONSE']._serialized_start=482
+  _globals['_GETRESULTRESPONSE']._serialized_end=552
+  _globals['_CANCELREQUEST']._serialized_start=554
+  _globals['_CANCELREQUEST']._serialized_end=590
+  _globals['_CANCELRESPONSE']._serialized_start=592
+  _globals['_CANCELRESPONSE']._serialized_end=627
+  _globals['_CONTROLLER']._serialized_start=630
+  _globals['_CONTROLLER']._serialized_end=912
 # @@protoc_insertion_point(module_scope)

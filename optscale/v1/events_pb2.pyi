@@ -91,6 +91,7 @@ class Submitted(_message.Message):
     SAMPLING_FIELD_NUMBER: _builtins.int
     POLICY_FIELD_NUMBER: _builtins.int
     DATASET_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     reference_answer: _builtins.str
     """optional, for grading"""
@@ -99,6 +100,10 @@ class Submitted(_message.Message):
     def sampling(self) -> _common_pb2.SamplingParams: ...
     @_builtins.property
     def policy(self) -> _common_pb2.PolicyParams: ...
+    @_builtins.property
+    def batch(self) -> _common_pb2.BatchBudget:
+        """unset: no budget"""
+
     def __init__(
         self,
         *,
@@ -107,12 +112,15 @@ class Submitted(_message.Message):
         sampling: _common_pb2.SamplingParams | None = ...,
         policy: _common_pb2.PolicyParams | None = ...,
         dataset: _builtins.str = ...,
+        batch: _common_pb2.BatchBudget | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy", "sampling", b"sampling"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_batch", b"_batch", "batch", b"batch", "policy", b"policy", "sampling", b"sampling"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "policy", b"policy", "reference_answer", b"reference_answer", "sampling", b"sampling", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_batch", b"_batch", "batch", b"batch", "dataset", b"dataset", "policy", b"policy", "reference_answer", b"reference_answer", "sampling", b"sampling", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__batch: _TypeAlias = _typing.Literal["batch"]  # noqa: Y015
+    _WhichOneofArgType__batch: _TypeAlias = _typing.Literal["_batch", b"_batch"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__batch) -> _WhichOneofReturnType__batch | None: ...
 
 Global___Submitted: _TypeAlias = Submitted  # noqa: Y015
 

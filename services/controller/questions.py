@@ -66,6 +66,8 @@ def config_from_submitted(
         prior=gaussian_prior_from_pb(p.prior) if p.HasField("prior") else None,
         sampling=params,
         options=QuestionConfig.options_from(p.options_json),
+        batch_id=sub.batch.batch_id if sub.HasField("batch") else None,
+        batch_budget=sub.batch.token_budget if sub.HasField("batch") else None,
     )
     return cfg.validate(
         max_tokens_limit=defaults.max_tokens_limit,

@@ -67,6 +67,8 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
             s.text, s.reference_answer, s.dataset = q.text, q.reference_answer, q.dataset
             s.sampling.CopyFrom(req.sampling)
             s.policy.CopyFrom(req.policy)
+            if req.HasField("batch"):
+                s.batch.CopyFrom(req.batch)
             try:
                 cfg = config_from_submitted(s, self.defaults, prior_optional=self.prior_optional)
             except InvalidArgumentError as exc:

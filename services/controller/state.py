@@ -208,6 +208,10 @@ def _h(q: str) -> str:
     return f"oq:{{{q}}}:h"
 
 
+def _batch_key(batch_id: str) -> str:
+    return f"ob:{{{batch_id}}}:spent"
+
+
 def _keys(q: str) -> tuple[str, str, str, str]:
     return _h(q), f"oq:{{{q}}}:applied", f"oq:{{{q}}}:obs", f"oq:{{{q}}}:late"
 
@@ -330,6 +334,20 @@ class RedisStateStore:
         if gone:
             await self.r.srem(key, *gone)
         return [q for q, st in zip(ids, statuses, strict=True) if st == "active"]
+
+    async def batch_spent(self, batch_id: str) -> int:
+        return int(await self.r.get(_batch_key(batch_id)) or 0)
+
+    async def batch_charge(self, batch_id: str, tokens: int) -> int:
+        """INCRBY on ``ob:{<batch id>}:spent`` (a key of its own slot), which expires with the
+        results (``result_ttl_seconds`` after the last charge)."""
+        key = _batch_key(batch_id)
+        async with self.r.pipeline(transaction=True) as p:
+            p.incrby(key, int(tokens))
+            if self.result_ttl_ms > 0:
+                p.pexpire(key, self.result_ttl_ms)
+            spent, *_ = await p.execute()
+        return int(spent)
 
     async def get(self, q: str) -> StoredQuestion | None:
         h, _, obs, _ = _keys(q)

@@ -21,7 +21,7 @@ from typing import Any
 
 from optscale.config import QuestionConfig
 from optscale.errors import InvalidArgumentError, OptScaleError
-from optscale.loop import Cancelled, Dispatch, QuestionLoop, Stop
+from optscale.loop import Cancelled, Dispatch, OutOfBudget, QuestionLoop, Stop
 from optscale.policies import Observation
 from optscale.ports import (
     GenerateRequest,
@@ -180,6 +180,8 @@ class ControllerWorker(QuestionOwnership):
             # step the loop with this score first: when the action is to sample more, the
             # score and that dispatch go to the store as one atomic transition (one round trip)
             stepped = o.loop.scored(ob)
+            if await self._over_budget(o, ob.tokens):
+                stepped = stepped.apply(OutOfBudget())
             action = stepped.next_action()
             k = action.k if isinstance(action, Dispatch) else 0
         n_max = o.loop.policy.n_max if o is not None else 0
@@ -190,6 +192,8 @@ class ControllerWorker(QuestionOwnership):
             await self._after_apply(q, partition, res.outcome, "scored", lambda lp: lp.scored(ob))
             return
         self._count("scored", res.outcome)
+        if o.config.batch_id is not None and o.config.batch_budget is not None:
+            await self.store.batch_charge(o.config.batch_id, ob.tokens)
         o.loop = stepped
         o.progress_at = time.monotonic()
         self._record_decision()
@@ -238,8 +242,19 @@ class ControllerWorker(QuestionOwnership):
 
     # ------------------------------------------------------------------ act
 
+    async def _over_budget(self, o: OwnedQuestion, tokens: int) -> bool:
+        """Has the question's batch spent its token budget, counting ``tokens`` more? (A soft
+        cap: controllers check the shared count before acting on a score, and charge it after
+        the score is applied; samples in flight at the stop are cut, not charged.)"""
+        cfg = o.config
+        if cfg.batch_id is None or cfg.batch_budget is None or o.loop.out_of_budget:
+            return False
+        return await self.store.batch_spent(cfg.batch_id) + tokens >= cfg.batch_budget
+
     async def _advance(self, o: OwnedQuestion) -> None:
         """Carry out what the question's loop says now."""
+        if await self._over_budget(o, 0):
+            o.loop = o.loop.apply(OutOfBudget())
         action = o.loop.next_action()
         self._record_decision()
         if isinstance(action, Stop):

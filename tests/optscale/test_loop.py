@@ -100,3 +100,22 @@ def test_bad_events_are_refused() -> None:
         loop.dispatched(0, -1)
     with pytest.raises(ValueError, match="event"):
         loop.apply("scored")  # type: ignore[arg-type]
+
+
+def test_out_of_budget_stops_at_once_with_the_policys_choice() -> None:
+    from optscale.loop import OutOfBudget
+
+    pol = make_policy("sc", n_max=8)
+    loop = QuestionLoop.start("q", pol)
+    d = loop.next_action()
+    assert isinstance(d, Dispatch) and d.k == 8
+    loop = loop.dispatched(0, 8)
+    spent = loop.apply(OutOfBudget())
+    stop = spent.next_action()
+    assert isinstance(stop, Stop) and stop.status == "failed" and stop.reason == "budget"
+    for i, a in enumerate(["3", "4", "4"]):
+        loop = loop.scored(Observation(f"q/{i}", a, 0.9 - 0.1 * i, 10))
+    assert isinstance(loop.next_action(), Wait)  # sc waits for all 8
+    stop = loop.apply(OutOfBudget()).next_action()
+    assert isinstance(stop, Stop) and stop.status == "done" and stop.reason == "budget"
+    assert stop.chosen is not None and stop.chosen.answer == "4"  # the majority, not the best
