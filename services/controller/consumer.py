@@ -18,13 +18,15 @@ from aiokafka import ConsumerRebalanceListener
 
 from optscale.ids import check_question_id
 from optscale.v1 import events_pb2
-from services.common import kafka
+from services.common import kafka, tracing
 from services.common.convert import scored_by_reference
 from services.common.metrics import observe_published
 from services.controller.worker import ControllerWorker
 
 SCHEMA_VERSION = 1  # newest QuestionEvent schema this controller understands
 MAX_CONCURRENT_QUESTIONS = 48  # per batch; far below the Redis pool size (512)
+# (partition, event, the trace context its Kafka headers carried or None)
+Event = tuple[int, events_pb2.QuestionEvent, Any]
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -92,12 +94,15 @@ async def run_controller(
             records = await consumer.getmany(timeout_ms=100, max_records=500)
             # order matters per question only: questions of a batch run concurrently, the
             # events of one question one after the other (hides Redis round trips)
-            by_question: dict[str, list[tuple[int, events_pb2.QuestionEvent]]] = {}
+            by_question: dict[str, list[Event]] = {}
             for tp, msgs in records.items():
                 for m in msgs:
                     ev = await _decode(m, publisher, log)
                     if ev is not None:
-                        by_question.setdefault(ev.question_id, []).append((tp.partition, ev))
+                        trace = tracing.from_kafka(
+                            getattr(m, "headers", None)
+                        )  # Scored: its score span
+                        by_question.setdefault(ev.question_id, []).append((tp.partition, ev, trace))
             await _process(worker, publisher, by_question, stop, log)
             # refused during a rebalance: the batch is redelivered (here or to the new owner)
             await kafka.commit_or_redeliver(consumer, records, log)
@@ -114,7 +119,7 @@ async def run_controller(
 async def _process(
     worker: ControllerWorker,
     publisher: Publisher,
-    by_question: dict[str, list[tuple[int, events_pb2.QuestionEvent]]],
+    by_question: dict[str, list[Event]],
     stop: asyncio.Event,
     log: Any,
 ) -> None:
@@ -125,7 +130,7 @@ async def _process(
     backoff = 0.1
     slots = asyncio.Semaphore(MAX_CONCURRENT_QUESTIONS)
 
-    async def one(evs: list[tuple[int, events_pb2.QuestionEvent]]) -> None:
+    async def one(evs: list[Event]) -> None:
         async with slots:
             await _run_in_order(worker, evs)
 
@@ -161,11 +166,10 @@ async def _recover(
     return backoff
 
 
-async def _run_in_order(
-    worker: ControllerWorker, events: list[tuple[int, events_pb2.QuestionEvent]]
-) -> None:
-    for partition, ev in events:
-        await worker.handle(ev, partition)
+async def _run_in_order(worker: ControllerWorker, events: list[Event]) -> None:
+    for partition, ev, trace in events:
+        with tracing.attached(trace):  # the worker's spans of this event continue its trace
+            await worker.handle(ev, partition)
 
 
 async def _decode(m: Any, publisher: Publisher, log: Any) -> events_pb2.QuestionEvent | None:
