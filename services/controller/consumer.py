@@ -99,9 +99,8 @@ async def run_controller(
                 for m in msgs:
                     ev = await _decode(m, publisher, log)
                     if ev is not None:
-                        trace = tracing.from_kafka(
-                            getattr(m, "headers", None)
-                        )  # Scored: its score span
+                        # a Scored event carries the verifier's score span
+                        trace = tracing.from_kafka(getattr(m, "headers", None))
                         by_question.setdefault(ev.question_id, []).append((tp.partition, ev, trace))
             await _process(worker, publisher, by_question, stop, log)
             # refused during a rebalance: the batch is redelivered (here or to the new owner)
