@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import contextvars
 import dataclasses
 import time
@@ -33,6 +34,7 @@ from optscale.ports import (
     StateStore,
 )
 from optscale.v1 import events_pb2
+from services.common import tracing
 from services.common.convert import scored_by_reference
 from services.common.metrics import (
     CONTROLLER_ACTIVE,
@@ -107,8 +109,14 @@ class ControllerWorker(QuestionOwnership):
         kind = ev.WhichOneof("event")
         timed = kind in ("scored", "sample_failed")
         token = _EVENT_T0.set(time.perf_counter() if timed else None)
+        # traced: a span per event on the question's trace (a Scored event's parent is the
+        # verifier's score span); a Submitted event records the root span instead
+        name = f"controller.{kind}"
+        traced = timed or kind == "cancelled"
+        span = tracing.span("controller", name, question_id=ev.question_id) if traced else None
         try:
-            await self._handle(ev, kind, partition)
+            with span or contextlib.nullcontext():
+                await self._handle(ev, kind, partition)
         finally:
             _EVENT_T0.reset(token)
             CONTROLLER_ACTIVE.set(len(self.owned))
@@ -143,7 +151,9 @@ class ControllerWorker(QuestionOwnership):
             await self._reject(q, str(exc), ev.SerializeToString())
             return
         created = await self.store.create(q, self.epoch, cfg, partition)
-        if not created:
+        if created:  # taken up: the question's trace starts here
+            tracing.root_span("controller", q, policy=cfg.policy, n_max=cfg.n_max)
+        else:
             await self._park_if_other_question(q, asked, ev)
         CONTROLLER_EVENTS.labels("submitted", "applied" if created else "duplicate").inc()
         await self._admit(q, partition, created=cfg if created else None)
@@ -290,6 +300,19 @@ class ControllerWorker(QuestionOwnership):
             task.add_done_callback(lambda t: o.leases.pop(t, None))
 
     async def _finish(self, o: OwnedQuestion, stop: Stop) -> None:
+        """:meth:`_finalize` in a ``controller.stop`` span (the stop decision; the leases'
+        cancel is its child)."""
+        with tracing.span(
+            "controller",
+            "controller.stop",
+            question_id=o.question_id,
+            status=stop.status,
+            stop_reason=stop.reason,
+            scored=o.loop.state.n_scored,
+        ):
+            await self._finalize(o, stop)
+
+    async def _finalize(self, o: OwnedQuestion, stop: Stop) -> None:
         """Finalize in the store, then publish. Finalizing is fenced by the owner epoch, so
         only the current owner's result becomes *the* result: a superseded controller is told
         here and publishes nothing. The publish follows (acked); if it is lost (a crash, Kafka
