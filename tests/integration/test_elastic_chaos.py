@@ -10,7 +10,8 @@ byte-identical (duplicates allowed, one distinct result), no sample counted twic
 sample ids unique, equal to the result's samples_used, within N_max, all really generated),
 and p99 latency within 3x the baseline's. Figures printed and written to
 ``runs/elastic_chaos.json`` (docs/reliability.md quotes them). Size and pace:
-``OPTSCALE_ELASTIC_QUESTIONS`` (default 2000), ``OPTSCALE_ELASTIC_RATE`` (questions/s)."""
+``OPTSCALE_ELASTIC_QUESTIONS`` (default 2000), ``OPTSCALE_ELASTIC_RATE`` (questions/s, default
+25: two 80 s runs, about 3 minutes in all)."""
 
 from __future__ import annotations
 
