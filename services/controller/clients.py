@@ -22,7 +22,7 @@ CHANNEL_OPTIONS = [
     ("grpc.enable_retries", 0),
     ("grpc.max_reconnect_backoff_ms", 5000),
 ]
-LEASE_DEADLINE_S = 900.0
+LEASE_DEADLINE_S = 3600.0  # above the generators' longest lease (connection-age grace 1,800 s)
 
 
 class GrpcGenerator:
