@@ -22,7 +22,7 @@ class ControllerConfig:
     # a Generate call (a lease) that has not finished in this long is cut and its unfinished
     # samples asked for again (0 = no deadline); a silent generator is noticed sooner by the
     # keepalive PINGs (OPTSCALE_GRPC_KEEPALIVE_SECONDS, services/common/keepalive.py)
-    lease_deadline_seconds: float = 900.0
+    lease_deadline_seconds: float = 3600.0
     group: str = "optscale-controller"
     partitions: int = 8  # used when the controller creates missing topics
     host: str = "0.0.0.0"
