@@ -51,7 +51,7 @@ __all__ = [
 ALPHA_GRID: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 S_MIN_GRID: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
 PRICE_GRID: tuple[float, ...] = (1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4)
-CALIBRATABLE = ("optscale0", "bayes", "hybrid")  # policies with parameters this tunes
+CALIBRATABLE = ("optscale0", "bayes", "hybrid", "dsc_prior")  # policies with parameters this tunes
 RULE = (
     "largest accuracy gain over the BoN curve (every k <= N_max, same orders) at equal served "
     "tokens; useful only if the gain > min_gain and the rule waits past its first batch"
@@ -169,10 +169,19 @@ def _grid_points(
     alphas: Sequence[float],
     s_mins: Sequence[float],
     prices: Sequence[float],
+    priors: Mapping[str, tuple[float, float]] | None = None,
 ) -> list[dict[str, Any]]:
     """Every grid point's policy options."""
     if policy == "optscale0":
         return [{"alpha": a, "s_min": s} for a in alphas for s in s_mins]
+    if policy == "dsc_prior":
+        import numpy as np
+
+        mus = [
+            priors[q.question_id][0] for q in dev.questions if priors and q.question_id in priors
+        ]
+        cuts = sorted({round(float(x), 4) for x in np.quantile(mus, np.linspace(0, 1, 11))})
+        return [{"easy_mu": c, "window": w} for c in [*cuts, 1.01] for w in (2, 3, 4)]
     from optscale.bayes import CorrectnessModel
 
     samples = [s for q in dev.questions for s in q.samples]
@@ -224,10 +233,12 @@ def calibrate(
     finish: FinishModel = "length",
     progress: Callable[[int], None] | None = None,
     options: Mapping[str, Any] | None = None,
+    priors: Mapping[str, tuple[float, float]] | None = None,
 ) -> Calibration:
     """Choose the policy's tuned values on ``dev`` by gain over the BoN curve. ``options``:
     fixed policy options (e.g. OptScale's ``initial`` or ``pace``) applied at every grid
-    point and stored with the chosen params."""
+    point and stored with the chosen params. ``priors`` ({question id: (mu, sigma)}): needed by
+    ``dsc_prior``, whose ``easy_mu`` grid is the dev priors' deciles."""
     if policy not in CALIBRATABLE:
         raise InvalidArgumentError(
             "policy", policy, f"calibrate tunes alpha / s_min of {', '.join(CALIBRATABLE)} only"
@@ -247,7 +258,9 @@ def calibrate(
         )
     points: list[GridPoint] = []
     curve: list[tuple[int, float, float]] = []
-    for kw in _grid_points(policy, dev, alphas, s_mins, prices):
+    if policy == "dsc_prior" and not priors:
+        raise InvalidArgumentError("priors", priors, "dsc_prior is tuned on per-question priors")
+    for kw in _grid_points(policy, dev, alphas, s_mins, prices, priors):
         a, s = float(kw.get("alpha", DEFAULT_ALPHA)), float(kw.get("s_min", DEFAULT_S_MIN))
         rest = {**(options or {}), **{k: v for k, v in kw.items() if k not in ("alpha", "s_min")}}
         cfg = ReplayConfig(
@@ -259,6 +272,7 @@ def calibrate(
             s_min=s,
             policy_kwargs=rest,
             finish=finish,
+            priors=priors,
         )
         r = replay(dev, cfg)
         c, st = r.cell(policy, n), r.standing(policy, n)

@@ -26,6 +26,7 @@ from optscale.policies import (
     DEFAULT_POLICY,
     DEFAULT_S_MIN,
     OPTION_NAMES,
+    PRIOR_POLICIES,
     Policy,
     make_policy,
 )
@@ -78,8 +79,9 @@ class QuestionConfig:
 
     @property
     def needs_prior(self) -> bool:
-        """An ``optscalet`` question without its prior yet (ask the predictor)."""
-        return self.policy == "optscalet" and self.prior is None
+        """An ``optscalet`` / ``dsc_prior`` question without its prior yet (ask the
+        predictor)."""
+        return self.policy in PRIOR_POLICIES and self.prior is None
 
     def with_prior(
         self,
@@ -119,7 +121,7 @@ class QuestionConfig:
         if self.sampling.seed is not None and not 0 <= self.sampling.seed < 2**63:
             raise InvalidArgumentError("seed", self.sampling.seed, "must be in [0, 2^63)")
         prior = self.prior
-        if prior is None and prior_optional and self.policy == "optscalet":
+        if prior is None and prior_optional and self.policy in PRIOR_POLICIES:
             prior = _PLACEHOLDER_PRIOR  # validate the rest; the real prior comes later
         self._policy(prior)
         return self

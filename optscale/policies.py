@@ -28,6 +28,8 @@ esc        early-stopping self-consistency: windows of ``window`` samples, stop 
            window agrees unanimously (Li et al., 2024)
 asc        adaptive-consistency: one sample at a time, stop when
            P(p_top > p_second | Beta(v1 + 1, v2 + 1)) > ``threshold`` (Aggarwal et al., 2023)
+dsc_prior  DSC per question: easy (prior mu_bar >= ``easy_mu``) answers with one sample, hard
+           ones sample windows of ``window`` until one agrees; majority vote
 oracle     offline only: stop at the first sample whose answer is ``target_answer``
 ========== ==========================================================================
 
@@ -75,6 +77,7 @@ __all__ = [
     "DEFAULT_S_MIN",
     "OPTION_NAMES",
     "POLICY_NAMES",
+    "PRIOR_POLICIES",
     "Chosen",
     "Decision",
     "Observation",
@@ -201,6 +204,30 @@ class AdaptiveConsistency(_Base):
 
 
 @dataclass(frozen=True, slots=True)
+class DifficultyAdaptiveSC(_Base):
+    """``dsc_prior``: DSC's split of a batch into easy and hard questions, decided per question
+    from the predicted prior instead of by ranking the batch: ``mu_bar >= easy_mu`` (chosen on
+    dev, which fixes where the ranking is cut) is easy and answers with one sample; a hard
+    question samples windows of ``window`` until a window agrees (DSC's adaptive stop), at most
+    N_max; majority vote. (DSC's pre-allocation from the previous hard question needs the
+    batch: the replay policy ``dsc`` has it.)"""
+
+    prior: GaussianPrior | None = None
+    easy_mu: float = 0.9
+    window: int = 4
+
+    def step(self, state: QuestionState) -> Decision:
+        n = state.n_scored
+        if self.prior is not None and self.prior.mu_bar >= self.easy_mu:
+            return self._stop(state, "easy") if n else Decision(False, 1, None, "easy")
+        if n and n % self.window == 0:
+            last = state.answers[-self.window :]
+            if last[0] is not None and all(a == last[0] for a in last):
+                return self._stop(state, "window agrees")
+        return Decision(False, min(self.n_max, (n // self.window + 1) * self.window), None, "hard")
+
+
+@dataclass(frozen=True, slots=True)
 class Oracle(_Base):
     target_answer: str | None = None
 
@@ -214,13 +241,15 @@ class Oracle(_Base):
 # --------------------------------------------------------------------------- factory
 
 POLICY_NAMES = (
-    "bon", "sc", "wsc", "optscale0", "optscalet", "esc", "asc", "oracle", "bayes", "hybrid"
+    "bon", "sc", "wsc", "optscale0", "optscalet", "esc", "asc", "oracle", "bayes", "hybrid",
+    "dsc_prior",
 )  # fmt: skip
+PRIOR_POLICIES = ("optscalet", "dsc_prior")  # policies that need a per-question prior
 # The options beyond name / n_max / alpha / s_min / prior that a question's config may carry
 # (a params file's tuned ``policy_params``); ``p_correct`` in JSON form {"a": .., "b": ..}.
 OPTION_NAMES = (
     "initial", "prior_first", "pace", "window", "threshold", "batch",
-    "price", "p_correct", "wave", "select",
+    "price", "p_correct", "wave", "select", "easy_mu",
 )  # fmt: skip
 
 
@@ -239,6 +268,7 @@ def make_policy(
     batch: int = 1,
     target_answer: str | None = None,
     pace: float = 1.0,
+    easy_mu: float = 0.9,
     **bayes: object,
 ) -> Policy:
     """Build a policy by name. Options that do not apply to ``name`` are ignored; ``bayes``:
@@ -283,6 +313,13 @@ def make_policy(
         return AdaptiveConsistency(
             name, n_max, choose_majority, threshold, int_at_least("batch", batch, 1)
         )
+    if name == "dsc_prior":
+        if prior is None:
+            raise InvalidArgumentError("prior", None, "dsc_prior needs a prior (mu_bar, sigma_bar)")
+        if isinstance(easy_mu, bool) or not isinstance(easy_mu, int | float):
+            raise InvalidArgumentError("easy_mu", easy_mu, "must be a number")
+        w = int_at_least("window", window, 1)
+        return DifficultyAdaptiveSC(name, n_max, choose_majority, prior, float(easy_mu), w)
     if name == "oracle":
         return Oracle(name, n_max, choose_best, target_answer)
     raise InvalidArgumentError("policy", name, f"must be one of {', '.join(POLICY_NAMES)}")

@@ -66,6 +66,7 @@ POLICY_LABELS = {
     "optscalet": "OptScale^t (MAP)",
     "oracle": "Oracle (limit)",
     "dsc": "Difficulty-adaptive SC (DSC)",
+    "dsc_prior": "DSC per question (prior)",
     "bayes": "Bayesian stop (priced)",
     "hybrid": "Hybrid (bound|Bayes|agreement)",
 }
@@ -301,14 +302,15 @@ def replay(
             "for some question"
         )
     policies = list(cfg.policies)
-    if "optscalet" in policies and not cfg.priors:
-        policies.remove("optscalet")
-        notes.append("OptScale^t left out: no per-question priors given (--priors)")
+    for p in ("optscalet", "dsc_prior"):
+        if p in policies and not cfg.priors:
+            policies.remove(p)
+            notes.append(f"{POLICY_LABELS[p]} left out: no per-question priors given (--priors)")
     cells = {(p, n): Cell(p, n) for p in policies for n in n_values}
     shared = {
         (p, n): _make(p, n, cfg)
         for p in policies
-        if p not in ("oracle", "optscalet", "dsc")
+        if p not in ("oracle", "optscalet", "dsc_prior", "dsc")
         for n in n_values
     }
     missing_prior = 0
@@ -328,7 +330,7 @@ def replay(
             for p in policies:
                 if p == "dsc":
                     continue  # a batch policy: done above
-                if p == "optscalet":
+                if p in ("optscalet", "dsc_prior"):
                     assert cfg.priors is not None
                     ms = cfg.priors.get(q.question_id)
                     if ms is None:
@@ -348,7 +350,7 @@ def replay(
         if progress is not None:
             progress(1)
     if missing_prior:
-        notes.append(f"OptScale^t: {missing_prior} (question, N) cells had no prior; skipped")
+        notes.append(f"{missing_prior} (question, N, prior policy) cells had no prior; skipped")
     return ReplayResult(pool.name, cfg, n_values, cells, notes, curve)
 
 

@@ -54,7 +54,18 @@ def add_common(parser: argparse.ArgumentParser, *, policy: bool = True) -> None:
         pol.add_argument(
             "--policy",
             default="optscale0",
-            choices=["optscale0", "optscalet", "bon", "sc", "wsc", "esc", "asc", "bayes", "hybrid"],
+            choices=[
+                "optscale0",
+                "optscalet",
+                "bon",
+                "sc",
+                "wsc",
+                "esc",
+                "asc",
+                "bayes",
+                "hybrid",
+                "dsc_prior",
+            ],
         )
         pol.add_argument("--n-max", type=int, default=8)
         pol.add_argument("--alpha", type=float, default=None, help=f"default {DEFAULT_ALPHA}")
@@ -164,10 +175,10 @@ def policy_factory(
     if getattr(args, "s_min", None) is not None:
         s_min = args.s_min
     priors: Any = None
-    if name == "optscalet":
+    if name in ("optscalet", "dsc_prior"):
         if not getattr(args, "priors", None):
             raise InvalidArgumentError(
-                "priors", None, "--policy optscalet needs --priors FILE or --priors predictor"
+                "priors", None, f"--policy {name} needs --priors FILE or --priors predictor"
             )
         if args.priors.startswith("predictor"):
             priors = _PredictorPriors(args.priors.partition(":")[2] or None)
