@@ -35,6 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from optscale.grading import is_correct
 from optscale.inprocess import make_generator
 from optscale.mr_thinking import MRResult, MRSettings, Round, run_mr_thinking, summarize
 from optscale.pool_io import iter_json_lines
@@ -111,15 +112,68 @@ def baselines(test: Any) -> dict[str, list[tuple[int, float, float]]]:
     }
 
 
-def rows(results: Sequence[MRResult], rounds: int, base: dict[str, Any]) -> list[dict[str, Any]]:
+def recorded_order(test: Any) -> dict[str, list[tuple[int, float, float]]]:
+    """BoN(k) and SC(k) on each question's samples ``/0 .. /k-1`` in recorded order: the
+    same first sample as MR-Thinking's round 1 (a paired comparison). SC: the most frequent
+    answer, ties to the one seen first."""
+    acc = {"bon": [0.0] * K_MAX, "sc": [0.0] * K_MAX}
+    tok = [0.0] * K_MAX
+    for q in test.questions:
+        order = sorted(q.samples, key=lambda s: int(s.sample_id.rsplit("/", 1)[1]))[:K_MAX]
+        for k in range(1, K_MAX + 1):
+            first = order[:k]
+            best = max(first, key=lambda s: s.score)  # max keeps the first of ties
+            counts: dict[str | None, int] = {}
+            for s in first:
+                if s.answer is not None:
+                    counts[s.answer] = counts.get(s.answer, 0) + 1
+            top = max(counts, key=lambda a: counts[a]) if counts else None
+            voted = next((s for s in first if s.answer == top and top is not None), None)
+            acc["bon"][k - 1] += best.correct
+            acc["sc"][k - 1] += bool(voted is not None and voted.correct)
+            tok[k - 1] += sum(s.tokens for s in first)
+    n = max(1, len(test.questions))
+    return {
+        p: [(k, tok[k - 1] / n, acc[p][k - 1] / n) for k in range(1, K_MAX + 1)]
+        for p in ("bon", "sc")
+    }
+
+
+def changes(results: Sequence[MRResult], rounds: int) -> list[dict[str, int]]:
+    """Round r against round r - 1: answers changed, right -> wrong, wrong -> right, and
+    responses copied verbatim."""
+    out = []
+    for r in range(1, rounds):
+        c = {"round": r + 1, "changed": 0, "right_to_wrong": 0, "wrong_to_right": 0, "copied": 0}
+        for res in results:
+            if len(res.rounds) <= r:
+                continue
+            a, b = res.rounds[r - 1], res.rounds[r]
+            ok = [
+                x.answer is not None and is_correct(x.answer, res.reference or "") for x in (a, b)
+            ]
+            c["changed"] += not (
+                a.answer is not None and b.answer is not None and is_correct(b.answer, a.answer)
+            )
+            c["right_to_wrong"] += ok[0] and not ok[1]
+            c["wrong_to_right"] += ok[1] and not ok[0]
+            c["copied"] += a.text.strip() == b.text.strip()
+        out.append(c)
+    return out
+
+
+def rows(
+    results: Sequence[MRResult], rounds: int, bases: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
     out = []
     for stop in (False, True):
         for n in range(1, rounds + 1):
             row = summarize(results, n, stop_when_unchanged=stop)
             t = row["tokens_per_question"]
-            for p in ("bon", "sc"):
-                acc = curve_at([(tok, a) for _, tok, a in base[p]], t)
-                row[f"{p}_at_equal_tokens"] = acc
+            for name, base in bases.items():
+                for p in ("bon", "sc"):
+                    acc = curve_at([(tok, a) for _, tok, a in base[p]], t)
+                    row[f"{p}{name}_at_equal_tokens"] = acc
             out.append(row)
     return out
 
@@ -211,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--n-threads", type=int, default=None)
     ap.add_argument("--log", default="runs/mr_thinking_rounds.jsonl", help="every round, as run")
     ap.add_argument("--from-log", help="summarize a run's --log instead of decoding")
+    ap.add_argument("--note", default="", help="free text saved with --write (provenance)")
     ap.add_argument("--write", action="store_true", help=f"save the JSON to {OUT}")
     args = ap.parse_args(argv)
     pool_path = Path(args.pool)
@@ -228,23 +283,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     ids = {r.id for r in results}
     test = replace(test, questions=[q for q in test.questions if q.question_id in ids])
     base = baselines(test)
-    table = rows(results, args.rounds, base)
+    paired = recorded_order(test)
+    table = rows(results, args.rounds, {"": base, "_recorded_order": paired})
+    moved = changes(results, args.rounds)
     print(
         f"MR-Thinking on {len(results)} test questions of {pool_path.name} ({model}); "
         f"BoN/SC of the pool's samples at equal tokens"
     )
     print(
-        f"{'rounds':>6} {'stop':>9} {'acc':>6} {'tok/q':>7} {'r/q':>5} {'BoN=tok':>8} {'SC=tok':>7}"
+        "BoN/SC = at equal tokens on the curve over 50 sample orders; rec = in recorded order "
+        "(samples /0, /1, ...: the same first sample as round 1)"
+    )
+    print(
+        f"{'rounds':>6} {'stop':>9} {'acc':>6} {'tok/q':>7} {'r/q':>5} {'BoN':>6} {'SC':>6} "
+        f"{'BoN rec':>7} {'SC rec':>6}"
     )
     for r in table:
         print(
             f"{r['rounds']:>6} {'unchanged' if r['stop_when_unchanged'] else 'fixed':>9} "
             f"{100 * r['accuracy']:5.1f}% {r['tokens_per_question']:7.0f} "
-            f"{r['rounds_per_question']:5.2f} {100 * r['bon_at_equal_tokens']:7.1f}% "
-            f"{100 * r['sc_at_equal_tokens']:6.1f}%"
+            f"{r['rounds_per_question']:5.2f} {100 * r['bon_at_equal_tokens']:5.1f}% "
+            f"{100 * r['sc_at_equal_tokens']:5.1f}% "
+            f"{100 * r['bon_recorded_order_at_equal_tokens']:6.1f}% "
+            f"{100 * r['sc_recorded_order_at_equal_tokens']:5.1f}%"
         )
-    for p in ("bon", "sc"):
-        print(p, " ".join(f"k={k}:{tok:.0f}tok/{100 * a:.1f}%" for k, tok, a in base[p][:8]))
+    for c in moved:
+        print(
+            f"round {c['round']} vs {c['round'] - 1}: {c['changed']} answers changed "
+            f"({c['wrong_to_right']} wrong->right, {c['right_to_wrong']} right->wrong), "
+            f"{c['copied']} responses copied verbatim"
+        )
+    for name, b in (("", base), (" rec", paired)):
+        for p in ("bon", "sc"):
+            pts = " ".join(f"k={k}:{tok:.0f}/{100 * a:.1f}%" for k, tok, a in b[p][:6])
+            print(f"{p}{name} (k: tokens/accuracy) {pts}")
     doc = {
         "what": "MR-Thinking on the recorded pool's test half vs BoN/SC at equal tokens",
         "command": "benchmarks/mr_thinking.py "
@@ -262,8 +334,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "first_round": "decoded" if args.fresh_first_round else "pool sample /0",
         },
         "from_log": args.from_log,
+        "note": args.note,
         "decode_seconds": round(seconds, 1),
         "rows": table,
+        "round_changes": moved,
+        "bon_recorded_order": [
+            {"k": k, "tokens_per_question": t, "accuracy": a} for k, t, a in paired["bon"]
+        ],
+        "sc_recorded_order": [
+            {"k": k, "tokens_per_question": t, "accuracy": a} for k, t, a in paired["sc"]
+        ],
         "bon": [{"k": k, "tokens_per_question": t, "accuracy": a} for k, t, a in base["bon"]],
         "sc": [{"k": k, "tokens_per_question": t, "accuracy": a} for k, t, a in base["sc"]],
         "questions": [r.as_dict(texts=False) for r in results],
