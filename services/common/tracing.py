@@ -63,7 +63,8 @@ def configure(env: Mapping[str, str] | None = None, *, exporter: Any = None) -> 
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
-    name = (os.environ if env is None else env).get("OTEL_SERVICE_NAME") or "optscale"
+    env = os.environ if env is None else env
+    name = env.get("OTEL_SERVICE_NAME") or "optscale"
     provider = TracerProvider(
         resource=Resource.create({"service.name": name}), id_generator=_id_generator()
     )
@@ -72,7 +73,8 @@ def configure(env: Mapping[str, str] | None = None, *, exporter: Any = None) -> 
     else:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None  # None: the exporter's default
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     _state.update(enabled=True, provider=provider)
     return True
 

@@ -130,3 +130,40 @@ async def test_cancelled_is_marked_and_an_error_is_recorded(spans: InMemorySpanE
     failed = by_name["verifier.score_batch"]
     assert failed.status.status_code.name == "ERROR" and "engine down" in failed.status.description
     assert failed.events[0].name == "exception"
+
+
+def test_spans_go_to_the_configured_otlp_endpoint() -> None:
+    """A real OTLP gRPC receiver on loopback gets the spans (flushed by shutdown)."""
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as pb
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as pb_grpc
+
+    received: list[Any] = []
+
+    class Receiver(pb_grpc.TraceServiceServicer):
+        def Export(self, request: Any, context: Any) -> Any:
+            received.append(request)
+            return pb.ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    pb_grpc.add_TraceServiceServicer_to_server(Receiver(), server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"}
+        assert tracing.configure(env) is True
+        tracing.root_span("controller", "q-otlp")
+        tracing.shutdown()
+    finally:
+        server.stop(None)
+    names = [
+        (s.name, s.trace_id)
+        for r in received
+        for rs in r.resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+    ]
+    tid = tracing.trace_ids("q-otlp")[0].to_bytes(16, "big")
+    assert names == [("optscale.question", tid)]
