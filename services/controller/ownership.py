@@ -53,8 +53,12 @@ class QuestionOwnership:
         log: Any = None,
         max_active: int = 512,
         idle_rebuild_s: float = 120.0,
+        fence_grace_s: float = 15.0,
     ) -> None:
         self.store = store
+        # questions of our partitions that a newer epoch holds (first seen, monotonic); see sweep
+        self.fenced_at: dict[str, float] = {}
+        self.fence_grace_s = fence_grace_s
         self.log = log
         self.epoch = 0
         self.owned: dict[str, OwnedQuestion] = {}
@@ -109,6 +113,7 @@ class QuestionOwnership:
             if part in partitions:
                 del self.waiting[q]
         self.partitions -= partitions
+        self.fenced_at.clear()
 
     async def reset(self) -> None:
         """Forget everything in memory and take every owned partition again under a fresh
@@ -191,7 +196,23 @@ class QuestionOwnership:
                     )
                 await self._drop(q)
                 await self._resume(q, part, forget_inflight=True)
+        await self._reclaim_if_fenced()
         await self.fill()
+
+    async def _reclaim_if_fenced(self) -> None:
+        """A question of a partition we hold that a newer epoch has held for ``fence_grace_s``:
+        that epoch belongs to a member whose assignment was already out of date when it took
+        it (its rebalance callback ran late; Kafka delivers it no events), and it fences us
+        until the next rebalance. Take every owned partition again under a fresh epoch."""
+        now = time.monotonic()
+        self.fenced_at = {q: t for q, t in self.fenced_at.items() if q not in self.owned}
+        if not self.fenced_at or now - min(self.fenced_at.values()) < self.fence_grace_s:
+            return
+        self.stats["reclaimed"] = self.stats.get("reclaimed", 0) + 1
+        if self.log is not None:
+            self.log.warning("fenced by a newer epoch: reclaiming", questions=len(self.fenced_at))
+        self.fenced_at.clear()
+        await self.reset()
 
     # ------------------------------------------------------------------ owning one question
 
@@ -208,8 +229,11 @@ class QuestionOwnership:
         if partition not in self.partitions:
             return None
         claimed = await self.store.claim(q, self.epoch, forget_inflight=forget_inflight)
+        if claimed is Outcome.FENCED:
+            self.fenced_at.setdefault(q, time.monotonic())
         if claimed is not Outcome.APPLIED:
             return None
+        self.fenced_at.pop(q, None)
         sq = await self.store.get(q)
         if sq is None or sq.status != "active":
             if sq is not None and sq.result is not None:
