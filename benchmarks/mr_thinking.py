@@ -1,7 +1,7 @@
 """MR-Thinking on the recorded GSM8K pool's test half, beside BoN(k) and SC(k) at equal tokens.
 
     nice -n 10 .venv/bin/python benchmarks/mr_thinking.py [--rounds 4] [--limit N]
-        [--fresh-first-round] [--carry response|answer] [--write]
+        [--fresh-first-round] [--carry response|answer] [--from-log LOG] [--write]
 
 Runs Multi-round Thinking (optscale/mr_thinking.py) for ``--rounds`` rounds, no early stop, on
 the test-half questions of benchmarks/data/gsm8k50-qwen1.5b-confidence.jsonl.gz with the
@@ -179,11 +179,15 @@ def rows(
 
 
 def read_log(path: Path, questions: Sequence[Question], rounds: int) -> list[MRResult]:
-    """Results rebuilt from a run's ``--log`` (one line per round): the questions with at
+    """Results rebuilt from a run's ``--log`` (one line per round) or from ``optscale solve
+    --strategy mr-thinking --out`` rows (one per question, with its rounds): the questions with at
     least ``rounds`` rounds logged, cut to ``rounds`` (a run stopped early keeps its complete
     rounds)."""
     got: dict[str, dict[int, Round]] = {}
-    for _, d in iter_json_lines(path):
+    rows = [d for _, d in iter_json_lines(path)]
+    if rows and "rounds" in rows[0]:  # solve --out rows
+        rows = [{"id": row["id"], "round": x["index"], **x} for row in rows for x in row["rounds"]]
+    for d in rows:
         got.setdefault(d["id"], {})[d["round"]] = Round(
             d["round"],
             f"{d['id']}/{d['round']}",
