@@ -43,6 +43,7 @@ __all__ = [
     "MRSettings",
     "Round",
     "carried_text",
+    "next_round_prompt",
     "outcome_after",
     "round_prompt",
     "run_mr_thinking",
@@ -104,6 +105,14 @@ def round_prompt(question_prompt: str, previous: Round | None, carry: str = "res
     return ROUND_TEMPLATE.format(
         question_prompt=question_prompt, previous=carried_text(previous, carry)
     )
+
+
+def next_round_prompt(question_prompt: str, previous_answer: str | None, round_index: int) -> str:
+    """The prompt of round ``round_index`` when only the previous round's extracted answer is
+    at hand (the controller: Scored events carry answers, not texts): ``carry="answer"``."""
+    if round_index == 0:
+        return question_prompt
+    return ROUND_TEMPLATE.format(question_prompt=question_prompt, previous=previous_answer or "")
 
 
 def _same(a: str | None, b: str | None) -> bool:

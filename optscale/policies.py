@@ -30,6 +30,8 @@ asc        adaptive-consistency: one sample at a time, stop when
            P(p_top > p_second | Beta(v1 + 1, v2 + 1)) > ``threshold`` (Aggarwal et al., 2023)
 dsc_prior  DSC per question: easy (prior mu_bar >= ``easy_mu``) answers with one sample, hard
            ones sample windows of ``window`` until one agrees; majority vote
+mr_thinking  Multi-round Thinking: one round at a time, each shown the previous answer (the
+           driver builds the prompt); the last round answers (``stop_when_unchanged``)
 oracle     offline only: stop at the first sample whose answer is ``target_answer``
 ========== ==========================================================================
 
@@ -227,6 +229,26 @@ class DifficultyAdaptiveSC(_Base):
         return Decision(False, min(self.n_max, (n // self.window + 1) * self.window), None, "hard")
 
 
+def choose_last(state: QuestionState) -> Chosen | None:
+    return state.last
+
+
+@dataclass(frozen=True, slots=True)
+class MultiRoundThinking(_Base):
+    """``mr_thinking`` (Think Twice): one round at a time, each shown the previous round's
+    answer by the driver (:func:`optscale.mr_thinking.next_round_prompt`); the last round's
+    answer is the result; ``stop_when_unchanged``: stop once a round repeats the previous
+    round's answer. Rounds are the question's samples in arrival order (one in flight)."""
+
+    stop_when_unchanged: bool = False
+
+    def step(self, state: QuestionState) -> Decision:
+        a = state.answers
+        if self.stop_when_unchanged and len(a) >= 2 and a[-1] is not None and a[-1] == a[-2]:
+            return self._stop(state, "unchanged")
+        return Decision(False, state.n_scored + 1, None, "round")
+
+
 @dataclass(frozen=True, slots=True)
 class Oracle(_Base):
     target_answer: str | None = None
@@ -242,14 +264,14 @@ class Oracle(_Base):
 
 POLICY_NAMES = (
     "bon", "sc", "wsc", "optscale0", "optscalet", "esc", "asc", "oracle", "bayes", "hybrid",
-    "dsc_prior",
+    "dsc_prior", "mr_thinking",
 )  # fmt: skip
 PRIOR_POLICIES = ("optscalet", "dsc_prior")  # policies that need a per-question prior
 # The options beyond name / n_max / alpha / s_min / prior that a question's config may carry
 # (a params file's tuned ``policy_params``); ``p_correct`` in JSON form {"a": .., "b": ..}.
 OPTION_NAMES = (
     "initial", "prior_first", "pace", "window", "threshold", "batch",
-    "price", "p_correct", "wave", "select", "easy_mu",
+    "price", "p_correct", "wave", "select", "easy_mu", "stop_when_unchanged",
 )  # fmt: skip
 
 
@@ -269,6 +291,7 @@ def make_policy(
     target_answer: str | None = None,
     pace: float = 1.0,
     easy_mu: float = 0.9,
+    stop_when_unchanged: bool = False,
     **bayes: object,
 ) -> Policy:
     """Build a policy by name. Options that do not apply to ``name`` are ignored; ``bayes``:
@@ -320,6 +343,10 @@ def make_policy(
             raise InvalidArgumentError("easy_mu", easy_mu, "must be a number")
         w = int_at_least("window", window, 1)
         return DifficultyAdaptiveSC(name, n_max, choose_majority, prior, float(easy_mu), w)
+    if name == "mr_thinking":
+        if not isinstance(stop_when_unchanged, bool):
+            raise InvalidArgumentError("stop_when_unchanged", stop_when_unchanged, "true or false")
+        return MultiRoundThinking(name, n_max, choose_last, stop_when_unchanged)
     if name == "oracle":
         return Oracle(name, n_max, choose_best, target_answer)
     raise InvalidArgumentError("policy", name, f"must be one of {', '.join(POLICY_NAMES)}")

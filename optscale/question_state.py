@@ -81,6 +81,7 @@ class QuestionState:
     votes: Mapping[str, Vote] = field(default_factory=lambda: MappingProxyType({}))
     answers: tuple[str | None, ...] = ()  # normalized answers in arrival order
     seen: frozenset[str] = frozenset()
+    last: Chosen | None = None  # the latest scored sample (sequential rounds answer with it)
 
     @property
     def n_scored(self) -> int:
@@ -135,6 +136,7 @@ class QuestionState:
             votes=votes,
             answers=(*self.answers, key or None),
             seen=self.seen | {obs.sample_id},
+            last=me,
         )
 
 

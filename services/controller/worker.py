@@ -23,6 +23,7 @@ from typing import Any
 from optscale.config import QuestionConfig
 from optscale.errors import InvalidArgumentError, OptScaleError
 from optscale.loop import Cancelled, Dispatch, OutOfBudget, QuestionLoop, Stop
+from optscale.mr_thinking import next_round_prompt
 from optscale.policies import Observation
 from optscale.ports import (
     GenerateRequest,
@@ -290,7 +291,7 @@ class ControllerWorker(QuestionOwnership):
             n = min(self.max_k, k - off)
             req = GenerateRequest(
                 question_id=o.question_id,
-                prompt=o.prompt,
+                prompt=self._prompt_of(o),
                 k=n,
                 params=dataclasses.replace(o.config.sampling, seed=d.seeds[off]),
                 first_index=first + off,
@@ -298,6 +299,16 @@ class ControllerWorker(QuestionOwnership):
             task = asyncio.create_task(self.leaser.run(req, self.epoch))
             o.leases[task] = n
             task.add_done_callback(lambda t: o.leases.pop(t, None))
+
+    @staticmethod
+    def _prompt_of(o: OwnedQuestion) -> str:
+        """The question's prompt; for ``mr_thinking`` the next round's, with the previous
+        round's answer in it (the answer, not the text: payloads travel by reference)."""
+        if o.config.policy != "mr_thinking":
+            return o.prompt
+        st = o.loop.state
+        last = st.last.answer if st.last is not None else None
+        return next_round_prompt(o.prompt, last, st.n_scored)
 
     async def _finish(self, o: OwnedQuestion, stop: Stop) -> None:
         """:meth:`_finalize` in a ``controller.stop`` span (the stop decision; the leases'
