@@ -41,6 +41,7 @@ import numpy as np
 
 from optscale.bon_curve import BonCurve, Standing
 from optscale.episode import Episode, FinishModel, run_episode
+from optscale.errors import InvalidArgumentError
 from optscale.policies import DEFAULT_ALPHA, DEFAULT_S_MIN
 from optscale.pools import Pool, PoolQuestion, PoolSample
 from optscale.pruning import PrefixPruning
@@ -302,6 +303,13 @@ def replay(
             "for some question"
         )
     policies = list(cfg.policies)
+    if "mr_thinking" in policies:
+        raise InvalidArgumentError(
+            "policies",
+            "mr_thinking",
+            "its rounds see the previous answer: a pool of independent samples cannot replay "
+            "it (benchmarks/mr_thinking.py runs and reports it)",
+        )
     for p in ("optscalet", "dsc_prior"):
         if p in policies and not cfg.priors:
             policies.remove(p)

@@ -105,3 +105,13 @@ def test_cli_reports_bad_input_without_a_traceback(
     assert main(["replay", str(bad)]) == 2
     assert "bad.jsonl" in capsys.readouterr().err
     assert main(["replay", str(bad), "--orders", "0"]) == 2
+
+
+def test_replay_refuses_mr_thinking() -> None:
+    from optscale.errors import InvalidArgumentError
+    from optscale.pool_model import Pool, PoolQuestion, PoolSample
+    from optscale.replay import ReplayConfig, replay
+
+    pool = Pool("p", [PoolQuestion("q", "1", [PoolSample("q/0", "1", True, 0.5, 10)])])
+    with pytest.raises(InvalidArgumentError):
+        replay(pool, ReplayConfig(policies=("mr_thinking",), n_max=(1,)))
