@@ -144,7 +144,7 @@ class MRResult:
     reason: str = ""
     seconds: float = 0.0
     n_rounds: int = 0
-    policy: str = "mr-thinking"
+    policy: str = "mr_thinking"  # the policy name the controller runs it under
 
     @property
     def answer(self) -> str | None:

@@ -147,7 +147,7 @@ def test_cli_solve_mr_thinking_writes_every_round(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["q0", "q1"]
     for r in rows:
-        assert r["policy"] == "mr-thinking" and r["rounds_used"] == 3
+        assert r["policy"] == "mr_thinking" and r["rounds_used"] == 3
         assert r["tokens"] == sum(x["tokens"] for x in r["rounds"]) > 0
         assert r["answer"] == r["round_answers"][-1]
     assert main([*argv, "--record", str(tmp_path / "p.jsonl"), "--out", str(out)]) == 2
