@@ -103,7 +103,7 @@ def tune(
         elif p == "optscalet":
             out.append(Tuned(p, dict(base), f"alpha={cal.alpha} s_min={cal.s_min} (OptScale^0's)"))
         elif p in CALIBRATABLE:
-            c = calibrate(dev, policy=p, n_max=n, orders=o.cal_orders, seed=o.seed)
+            c = calibrate(dev, policy=p, n_max=n, orders=o.cal_orders, seed=o.seed, priors=priors)
             kw, setting = _calibrated(c)
             notes.append(f"{label(p)} dev calibration: {c.verdict}")
             out.append(Tuned(p, kw, setting + " (calibrate)"))
