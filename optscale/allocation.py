@@ -13,9 +13,9 @@ best-scored sample so far, ``b`` its score. One more sample is worth
 
     gain = E[max(g(S), g(b))] - g(b)            (:func:`optscale.bayes.expected_gain`)
 
-and costs ``cost`` = the mean tokens of the question's scored samples (a question without one
-yet: the mean over the batch's scored samples, else ``default_tokens``). Its *priority* is
-``gain / cost``.
+and costs ``cost`` = the mean tokens of the question's scored samples (at least 1). Its
+*priority* is ``gain / cost``; a question without a scored sample has no fit and no cost yet
+and comes first (rule 2).
 
 **Rule.**
 
@@ -92,7 +92,6 @@ class AllocationConfig:
     p_correct: CorrectnessModel = field(default_factory=CorrectnessModel)
     prior: GaussianPrior = DEFAULT_BAYES_PRIOR
     bounds: Bounds = field(default_factory=Bounds)
-    default_tokens: float = 512.0
 
     def __post_init__(self) -> None:
         int_at_least("n_max", self.n_max, 1)
@@ -106,8 +105,6 @@ class AllocationConfig:
             raise InvalidArgumentError("price", self.price, "must be a number >= 0")
         if not (math.isfinite(self.give_up) and 0 <= self.give_up < 1):
             raise InvalidArgumentError("give_up", self.give_up, "must be in [0, 1)")
-        if not (math.isfinite(self.default_tokens) and self.default_tokens > 0):
-            raise InvalidArgumentError("default_tokens", self.default_tokens, "must be > 0")
 
 
 @dataclass(slots=True)
@@ -152,8 +149,6 @@ class _Batch:
         }
         self.spent = 0
         self.exhausted = False
-        self.scored_tokens = 0
-        self.scored_n = 0
 
     def _limit(self, q: _Question) -> int:
         return min(self.cfg.n_max, len(q.order))
@@ -189,8 +184,6 @@ class _Batch:
             q.state = q.state.observe(Observation(s.sample_id, s.answer, s.score, s.tokens))
             q.log_all_wrong += math.log1p(-min(self.cfg.p_correct.p(s.score), 1.0 - 1e-12))
             q.version += 1
-            self.scored_tokens += s.tokens
-            self.scored_n += 1
 
     def priority(self, q: _Question) -> float | None:
         """gain / cost, or None when the question leaves the active set (reason set)."""
@@ -207,7 +200,7 @@ class _Batch:
             if 1.0 - p_none < cfg.give_up:
                 q.reason = "give up"
                 return None
-        return gain / self.cost(q)
+        return gain / max(st.tokens / st.n_scored, 1.0)
 
     def posterior(self, stats: SuffStats, best: float, prior: GaussianPrior) -> tuple[float, float]:
         """(gain of one more sample, E[g(S)]) under the MAP fit."""
@@ -222,14 +215,6 @@ class _Batch:
             )
             self.cache[key] = got
         return got
-
-    def cost(self, q: _Question) -> float:
-        st = q.state
-        if st.n_scored:
-            return max(st.tokens / st.n_scored, 1.0)
-        if self.scored_n:
-            return max(self.scored_tokens / self.scored_n, 1.0)
-        return self.cfg.default_tokens
 
     def episodes(self, stop_reason: str) -> dict[str, Episode]:
         out: dict[str, Episode] = {}
