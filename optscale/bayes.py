@@ -170,20 +170,27 @@ class BayesStop(_Base):
     bounds: Bounds = Bounds()  # noqa: RUF009 (immutable)
     wave: int = 1
 
-    def worth_another(self, state: QuestionState, fit: Fit | None = None) -> bool:
-        """Whether one more sample's expected gain is worth its tokens; ``fit``: the MAP fit of
-        ``state`` when the caller has it already (one fit per decision)."""
-        if state.n_scored == 0 or state.best is None:
-            return True
+    def value(self, state: QuestionState, fit: Fit | None = None) -> float:
+        """One more sample's expected gain per expected token (``inf`` with nothing scored or
+        no tokens yet); ``fit``: the MAP fit of ``state`` when the caller has it already (one
+        fit per decision)."""
+        if state.n_scored == 0 or state.best is None or state.tokens <= 0:
+            return math.inf
         if fit is None:
             fit = fit_map(state.stats, self.prior, self.bounds)
         gain = expected_gain(state.best.score, fit.mu, fit.sigma, self.p_correct)
-        return gain >= self.price * state.tokens / state.n_scored
+        return gain / (state.tokens / state.n_scored)
+
+    def worth_another(self, state: QuestionState, fit: Fit | None = None) -> bool:
+        """Whether one more sample's expected gain is worth its tokens (``price`` each)."""
+        return self.value(state, fit) >= self.price
 
     def _sample_or_stop(self, state: QuestionState, fit: Fit | None = None) -> Decision:
-        if not self.worth_another(state, fit):
+        v = self.value(state, fit)
+        if v < self.price:
             return self._stop(state, "bayes")
-        return Decision(False, min(self.n_max, state.n_scored + self.wave), None, "bayes: sample")
+        target = min(self.n_max, state.n_scored + self.wave)
+        return Decision(False, target, None, "bayes: sample", priority=v)
 
     def step(self, state: QuestionState) -> Decision:
         return self._sample_or_stop(state)

@@ -57,6 +57,7 @@ class QuestionConfig:
     # every sample scored for any of its questions); None: no budget
     batch_id: str | None = None
     batch_budget: int | None = None
+    batch_wave: int = 0  # > 0: the batch's samples in flight per controller (see BatchBudget)
 
     @classmethod
     def options_from(cls, raw: Any) -> tuple[tuple[str, Any], ...]:
@@ -118,6 +119,10 @@ class QuestionConfig:
                 raise InvalidArgumentError("batch_budget", self.batch_budget, "must be an integer")
             if self.batch_budget < 1:
                 raise InvalidArgumentError("batch_budget", self.batch_budget, "must be >= 1")
+        if isinstance(self.batch_wave, bool) or not isinstance(self.batch_wave, int):
+            raise InvalidArgumentError("batch_wave", self.batch_wave, "must be an integer")
+        if self.batch_wave < 0 or (self.batch_wave and self.batch_budget is None):
+            raise InvalidArgumentError("batch_wave", self.batch_wave, ">= 0, with a budget")
         if self.sampling.seed is not None and not 0 <= self.sampling.seed < 2**63:
             raise InvalidArgumentError("seed", self.sampling.seed, "must be in [0, 2^63)")
         prior = self.prior
@@ -165,7 +170,7 @@ class QuestionConfig:
             "options": dict(self.options),
             "batch": None
             if self.batch_budget is None
-            else {"id": self.batch_id, "budget": self.batch_budget},
+            else {"id": self.batch_id, "budget": self.batch_budget, "wave": self.batch_wave},
         }
 
     @classmethod
@@ -208,6 +213,7 @@ class QuestionConfig:
                 options=cls.options_from(d.get("options")),
                 batch_id=(d.get("batch") or {}).get("id"),
                 batch_budget=(d.get("batch") or {}).get("budget"),
+                batch_wave=int((d.get("batch") or {}).get("wave") or 0),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, InvalidArgumentError):

@@ -150,6 +150,9 @@ class Decision:
     reason: str
     n_star: int | None = None
     fit: Fit | None = None
+    # expected gain in P(correct) per expected token of one more sample (inf before any score;
+    # None: the policy does not price samples) — what a batch allocator ranks questions by
+    priority: float | None = None
 
 
 class Policy(Protocol):

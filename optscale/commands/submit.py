@@ -38,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-id", help="the batch the questions belong to (with --budget)")
     parser.add_argument(
+        "--wave",
+        type=int,
+        default=0,
+        help="with --budget: at most this many of the batch's samples in flight per controller, "
+        "each freed slot to the question whose policy prices a sample highest (bayes/hybrid)",
+    )
+    parser.add_argument(
         "--options",
         default="",
         help="further policy options as JSON, e.g. '{\"pace\": 0.5}' (over --params' ones)",
@@ -96,6 +103,7 @@ def build_events(args: argparse.Namespace, questions: list) -> list:  # type: ig
         if getattr(args, "budget", None) is not None:
             s.batch.batch_id = args.batch_id or ""
             s.batch.token_budget = max(0, args.budget)
+            s.batch.wave = max(0, getattr(args, "wave", 0) or 0)
         s.sampling.temperature, s.sampling.top_p = 0.7, 0.95
         s.sampling.max_tokens = args.max_tokens
         if args.seed is not None:

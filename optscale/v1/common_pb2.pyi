@@ -152,19 +152,27 @@ class BatchBudget(_message.Message):
 
     BATCH_ID_FIELD_NUMBER: _builtins.int
     TOKEN_BUDGET_FIELD_NUMBER: _builtins.int
+    WAVE_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
     """the question-id character set"""
     token_budget: _builtins.int
     """> 0"""
+    wave: _builtins.int
+    """> 0: at most this many of the batch's samples in flight per controller; when one ends,
+    the slot goes to the waiting question whose policy prices one more sample highest
+    (expected gain in P(correct) per expected token: bayes / hybrid; others first come,
+    first served). 0: no limit.
+    """
     def __init__(
         self,
         *,
         batch_id: _builtins.str = ...,
         token_budget: _builtins.int = ...,
+        wave: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "token_budget", b"token_budget"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "token_budget", b"token_budget", "wave", b"wave"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

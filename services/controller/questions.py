@@ -68,6 +68,7 @@ def config_from_submitted(
         options=QuestionConfig.options_from(p.options_json),
         batch_id=sub.batch.batch_id if sub.HasField("batch") else None,
         batch_budget=sub.batch.token_budget if sub.HasField("batch") else None,
+        batch_wave=sub.batch.wave if sub.HasField("batch") else 0,
     )
     return cfg.validate(
         max_tokens_limit=defaults.max_tokens_limit,

@@ -43,6 +43,7 @@ from services.common.metrics import (
     CONTROLLER_EVENTS,
     CONTROLLER_WAITING,
 )
+from services.controller.batch_waves import BatchWaves, over_budget
 from services.controller.lease import Leaser, cancel_all
 from services.controller.ownership import OwnedQuestion, QuestionOwnership
 from services.controller.questions import SubmitDefaults, config_from_submitted, differences
@@ -96,6 +97,7 @@ class ControllerWorker(QuestionOwnership):
         self.events_topic = events_topic
         self.defaults = defaults or SubmitDefaults()
         self.final: dict[str, None] = {}  # recently finished here (bounded, insertion order)
+        self.waves = BatchWaves()  # batches with a wave limit: who waits for a slot
         self.stopped_at: dict[str, float] = {}  # monotonic time of each stop decision
         self.leaser = Leaser(
             generator, publish, events_topic, retry_base=retry_base, retry_cap=retry_cap
@@ -194,7 +196,7 @@ class ControllerWorker(QuestionOwnership):
             if await self._over_budget(o, ob.tokens):
                 stepped = stepped.apply(OutOfBudget())
             action = stepped.next_action()
-            k = action.k if isinstance(action, Dispatch) else 0
+            k = action.k if isinstance(action, Dispatch) and not o.config.batch_wave else 0
         n_max = o.loop.policy.n_max if o is not None else 0
         write = ScoreWrite(ob, sample_epoch=sc.epoch, dispatch_k=k, n_max=n_max)
         res = await self.store.apply_score(q, self.epoch, write)
@@ -210,6 +212,10 @@ class ControllerWorker(QuestionOwnership):
         self._record_decision()
         if isinstance(action, Stop):
             await self._finish(o, action)
+        elif o.config.batch_wave and o.config.batch_id is not None:
+            if isinstance(action, Dispatch):  # wait for a slot of the batch (this one freed one)
+                self.waves.wait(o.config.batch_id, q, action.decision.priority)
+            await self._release(o.config.batch_id, o.config.batch_wave)
         elif isinstance(action, Dispatch) and res.first_index is not None:
             self._start_lease(o, action, res.first_index)
 
@@ -254,16 +260,11 @@ class ControllerWorker(QuestionOwnership):
     # ------------------------------------------------------------------ act
 
     async def _over_budget(self, o: OwnedQuestion, tokens: int) -> bool:
-        """Has the question's batch spent its token budget, counting ``tokens`` more? (A soft
-        cap: controllers check the shared count before acting on a score, and charge it after
-        the score is applied; samples in flight at the stop are cut, not charged.)"""
-        cfg = o.config
-        if cfg.batch_id is None or cfg.batch_budget is None or o.loop.out_of_budget:
-            return False
-        return await self.store.batch_spent(cfg.batch_id) + tokens >= cfg.batch_budget
+        return await over_budget(self.store, o, tokens)
 
-    async def _advance(self, o: OwnedQuestion) -> None:
-        """Carry out what the question's loop says now."""
+    async def _advance(self, o: OwnedQuestion, *, slots: int | None = None) -> None:
+        """Carry out what the question's loop says now. In a batch with a wave limit a wanted
+        sample waits for a slot, unless ``slots`` are being handed to it (:meth:`_release`)."""
         if await self._over_budget(o, 0):
             o.loop = o.loop.apply(OutOfBudget())
         action = o.loop.next_action()
@@ -273,11 +274,27 @@ class ControllerWorker(QuestionOwnership):
             return
         if not isinstance(action, Dispatch):
             return  # Wait: enough samples in flight
-        res = await self.store.dispatch(o.question_id, self.epoch, action.k, o.loop.policy.n_max)
+        batch, wave = o.config.batch_id, o.config.batch_wave
+        if wave and batch is not None and slots is None:
+            self.waves.wait(batch, o.question_id, action.decision.priority)
+            await self._release(batch, wave)
+            return
+        k = action.k if slots is None else min(action.k, slots)
+        res = await self.store.dispatch(o.question_id, self.epoch, k, o.loop.policy.n_max)
         if res.outcome is Outcome.FENCED:
             await self._drop(o.question_id)
         elif res.outcome is Outcome.APPLIED and res.first_index is not None:
-            self._start_lease(o, action, res.first_index)
+            self._start_lease(o, dataclasses.replace(action, k=k), res.first_index)
+
+    async def _release(self, batch: str, wave: int) -> None:
+        """Hand the batch's free slots to its waiting questions, highest priority first."""
+        while (room := wave - self.waves.in_flight(self.owned.values(), batch)) > 0:
+            q = self.waves.next_up(batch)
+            if q is None:
+                return
+            o = self.owned.get(q)
+            if o is not None:
+                await self._advance(o, slots=room)
 
     def _start_lease(self, o: OwnedQuestion, action: Dispatch, first: int) -> None:
         """The loop's dispatch, reserved in the store from index ``first`` on: count the samples
@@ -333,6 +350,8 @@ class ControllerWorker(QuestionOwnership):
         q = o.question_id
         self.stopped_at[q] = time.monotonic()
         await cancel_all(o.leases)  # abort in-flight generations first: no more waste
+        if o.config.batch_id is not None:
+            self.waves.forget(o.config.batch_id, q)
         from google.protobuf.json_format import MessageToDict
 
         result = MessageToDict(await result_message(q, o.config, o.loop, stop))
@@ -349,6 +368,8 @@ class ControllerWorker(QuestionOwnership):
         self._remember_final(q)
         if len(self.stopped_at) > 100_000:
             del self.stopped_at[next(iter(self.stopped_at))]
+        if o.config.batch_wave and o.config.batch_id is not None:
+            await self._release(o.config.batch_id, o.config.batch_wave)  # its slots are free
 
     def _remember_final(self, q: str) -> None:
         self.final[q] = None

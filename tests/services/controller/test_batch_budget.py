@@ -81,9 +81,10 @@ def test_optscale_submit_sends_the_budget() -> None:
 
     ap = argparse.ArgumentParser()
     submit.add_arguments(ap)
-    args = ap.parse_args(["q.jsonl", "--budget", "5000", "--batch-id", "run-7"])
+    args = ap.parse_args(["q.jsonl", "--budget", "5000", "--batch-id", "run-7", "--wave", "8"])
     (ev,) = submit.build_events(args, [Question("t1", "2+2?", "4")])
-    assert (ev.submitted.batch.batch_id, ev.submitted.batch.token_budget) == ("run-7", 5000)
+    b = ev.submitted.batch
+    assert (b.batch_id, b.token_budget, b.wave) == ("run-7", 5000, 8)
     args = ap.parse_args(["q.jsonl", "--budget", "5000"])
     with pytest.raises(InvalidArgumentError):  # no batch id
         submit.build_events(args, [Question("t1", "2+2?", "4")])
