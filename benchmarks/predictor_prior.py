@@ -29,7 +29,7 @@ DATA = Path(__file__).resolve().parent / "data"
 def pools_to_run(given: list[str]) -> list[str]:
     """The pools named, else the committed CPU pools and the shared scored sample file."""
     shared = datasets_dir() / "samples" / "qwen25math_rm8_math100.jsonl"
-    return given or [*map(str, sorted(DATA.glob("*.jsonl.gz"))), str(shared)]
+    return given or [*map(str, sorted(DATA.glob("gsm8k*.jsonl.gz"))), str(shared)]
 
 
 def throughput(p: TrainedPredictor, n: int) -> float:

@@ -29,7 +29,7 @@ POLICIES = ("bon", "sc", "wsc", "esc", "asc", "dsc", "optscale0", "oracle")
 
 
 def default_pools() -> list[str]:
-    ours = sorted(str(p) for p in (ROOT / "data").glob("*.jsonl.gz"))
+    ours = sorted(str(p) for p in (ROOT / "data").glob("gsm8k*.jsonl.gz"))
     return [*ours, str(datasets_dir() / "samples" / "qwen25math_rm8_math100.jsonl")]
 
 

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent
 
 
 def default_pools(quick: bool) -> list[Pool]:
-    files = [*sorted((ROOT / "data").glob("*.jsonl.gz"))]
+    files = [*sorted((ROOT / "data").glob("gsm8k*.jsonl.gz"))]
     files.append(datasets_dir() / "samples" / "qwen25math_rm8_math100.jsonl")
     pools = [read_pool(str(f)) for f in files]
     pools += semisynthetic.build_pools(seed=0, limit=120 if quick else None)
