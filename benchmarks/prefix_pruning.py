@@ -36,7 +36,7 @@ from optscale.pruning import PrefixPruning
 from optscale.replay import ReplayConfig, replay
 
 ROOT = Path(__file__).resolve().parent
-POOL = next((ROOT / "data").glob("gsm8k50-*.jsonl.gz"), None)
+POOL = ROOT / "data" / "gsm8k50-qwen1.5b-confidence.jsonl.gz"
 Z_GRID = (math.inf, 3.0, 2.0, 1.5, 1.0, 0.5)
 
 
