@@ -62,12 +62,9 @@ class PrefixPruning:
     def threshold(self, finished: SuffStats) -> float | None:
         """The prefix score below which a sample is pruned now, given the final scores of the
         question's finished samples (``None``: not yet)."""
-        st = finished
-        if math.isinf(self.z) or st.n < self.min_scored:
+        if math.isinf(self.z) or finished.n < self.min_scored:
             return None
-        mean = st.s1 / st.n
-        sd = math.sqrt(max(0.0, st.s2 / st.n - mean * mean))
-        return mean - self.z * max(sd, self.sd_floor)
+        return finished.mean - self.z * max(finished.std, self.sd_floor)
 
     def prefix_score(self, step_scores: Sequence[float], steps: int) -> float:
         return aggregate(self.aggregation, step_scores[:steps])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from optscale.errors import InvalidArgumentError
 from optscale.ids import check_question_id
@@ -133,15 +134,21 @@ def scored_event(
 ) -> events_pb2.Scored:
     """The ``Scored`` question event of a scored candidate, by reference: ids, epoch, score(s),
     answer and token counts; the text and prompt stay on ``optscale.candidates``."""
+    return _by_reference(candidate, s.score, s.step_scores, version)
+
+
+def _by_reference(
+    c: common_pb2.Candidate, score: float, step_scores: Sequence[float], version: str
+) -> events_pb2.Scored:
     return events_pb2.Scored(
-        sample_id=candidate.sample_id,
-        epoch=candidate.epoch,
-        score=s.score,
-        step_scores=list(s.step_scores),
-        answer=candidate.answer,
-        completion_tokens=candidate.completion_tokens,
-        prompt_tokens=candidate.prompt_tokens,
-        finish_reason=candidate.finish_reason,
+        sample_id=c.sample_id,
+        epoch=c.epoch,
+        score=score,
+        step_scores=list(step_scores),
+        answer=c.answer,
+        completion_tokens=c.completion_tokens,
+        prompt_tokens=c.prompt_tokens,
+        finish_reason=c.finish_reason,
         verifier_version=version,
     )
 
@@ -152,18 +159,8 @@ def scored_by_reference(ev: events_pb2.Scored) -> events_pb2.Scored:
     fields (the text is dropped)."""
     if not ev.HasField("scored"):
         return ev
-    sc, c = ev.scored, ev.scored.candidate
-    return events_pb2.Scored(
-        sample_id=c.sample_id,
-        epoch=c.epoch,
-        score=sc.score,
-        step_scores=list(sc.step_scores),
-        answer=c.answer,
-        completion_tokens=c.completion_tokens,
-        prompt_tokens=c.prompt_tokens,
-        finish_reason=c.finish_reason,
-        verifier_version=sc.verifier_version,
-    )
+    sc = ev.scored
+    return _by_reference(sc.candidate, sc.score, sc.step_scores, sc.verifier_version)
 
 
 def sample_done(c: common_pb2.Candidate) -> generator_pb2.SampleDone:

@@ -193,7 +193,7 @@ class ControllerWorker(QuestionOwnership):
             # step the loop with this score first: when the action is to sample more, the
             # score and that dispatch go to the store as one atomic transition (one round trip)
             stepped = o.loop.scored(ob)
-            if await self._over_budget(o, ob.tokens):
+            if await over_budget(self.store, o, ob.tokens):
                 stepped = stepped.apply(OutOfBudget())
             action = stepped.next_action()
             k = action.k if isinstance(action, Dispatch) and not o.config.batch_wave else 0
@@ -259,13 +259,10 @@ class ControllerWorker(QuestionOwnership):
 
     # ------------------------------------------------------------------ act
 
-    async def _over_budget(self, o: OwnedQuestion, tokens: int) -> bool:
-        return await over_budget(self.store, o, tokens)
-
     async def _advance(self, o: OwnedQuestion, *, slots: int | None = None) -> None:
         """Carry out what the question's loop says now. In a batch with a wave limit a wanted
         sample waits for a slot, unless ``slots`` are being handed to it (:meth:`_release`)."""
-        if await self._over_budget(o, 0):
+        if await over_budget(self.store, o, 0):
             o.loop = o.loop.apply(OutOfBudget())
         action = o.loop.next_action()
         self._record_decision()
