@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from optscale.v1 import common_pb2 as optscale_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18optscale/v1/events.proto\x12\x0boptscale.v1\x1a\x18optscale/v1/common.proto\"\xfa\x01\n\rQuestionEvent\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12+\n\tsubmitted\x18\n \x01(\x0b\x32\x16.optscale.v1.SubmittedH\x00\x12%\n\x06scored\x18\x0b \x01(\x0b\x32\x13.optscale.v1.ScoredH\x00\x12\x32\n\rsample_failed\x18\x0c \x01(\x0b\x32\x19.optscale.v1.SampleFailedH\x00\x12+\n\tcancelled\x18\r \x01(\x0b\x32\x16.optscale.v1.CancelledH\x00\x42\x07\n\x05\x65vent\"\xd6\x01\n\tSubmitted\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x18\n\x10reference_answer\x18\x02 \x01(\t\x12-\n\x08sampling\x18\x03 \x01(\x0b\x32\x1b.optscale.v1.SamplingParams\x12)\n\x06policy\x18\x04 \x01(\x0b\x32\x19.optscale.v1.PolicyParams\x12\x0f\n\x07\x64\x61taset\x18\x05 \x01(\t\x12,\n\x05\x62\x61tch\x18\x06 \x01(\x0b\x32\x18.optscale.v1.BatchBudgetH\x00\x88\x01\x01\x42\x08\n\x06_batch\"\x8a\x02\n\x06Scored\x12,\n\x06scored\x18\x01 \x01(\x0b\x32\x1c.optscale.v1.ScoredCandidate\x12\x11\n\tsample_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x13\n\x0bstep_scores\x18\x05 \x03(\x01\x12\x0e\n\x06\x61nswer\x18\x06 \x01(\t\x12\x19\n\x11\x63ompletion_tokens\x18\x07 \x01(\r\x12\x15\n\rprompt_tokens\x18\x08 \x01(\r\x12\x30\n\rfinish_reason\x18\t \x01(\x0e\x32\x19.optscale.v1.FinishReason\x12\x18\n\x10verifier_version\x18\n \x01(\t\"@\n\x0cSampleFailed\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\"\x1b\n\tCancelled\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xdb\x02\n\x06Result\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x18\n\x10\x63hosen_sample_id\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x14\n\x0csamples_used\x18\x05 \x01(\r\x12\x16\n\x0esamples_failed\x18\x06 \x01(\r\x12\x19\n\x11samples_cancelled\x18\x07 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x08 \x01(\x04\x12\x13\n\x06n_star\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0bstop_reason\x18\n \x01(\t\x12\x0e\n\x06policy\x18\x0b \x01(\t\x12\r\n\x05n_max\x18\x0c \x01(\r\x12\x14\n\x07\x63orrect\x18\r \x01(\x08H\x01\x88\x01\x01\x12)\n\x06status\x18\x0e \x01(\x0e\x32\x19.optscale.v1.ResultStatusB\t\n\x07_n_starB\n\n\x08_correct*|\n\x0cResultStatus\x12\x1d\n\x19RESULT_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RESULT_STATUS_DONE\x10\x01\x12\x1b\n\x17RESULT_STATUS_CANCELLED\x10\x02\x12\x18\n\x14RESULT_STATUS_FAILED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18optscale/v1/events.proto\x12\x0boptscale.v1\x1a\x18optscale/v1/common.proto\"\xfa\x01\n\rQuestionEvent\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\r\x12+\n\tsubmitted\x18\n \x01(\x0b\x32\x16.optscale.v1.SubmittedH\x00\x12%\n\x06scored\x18\x0b \x01(\x0b\x32\x13.optscale.v1.ScoredH\x00\x12\x32\n\rsample_failed\x18\x0c \x01(\x0b\x32\x19.optscale.v1.SampleFailedH\x00\x12+\n\tcancelled\x18\r \x01(\x0b\x32\x16.optscale.v1.CancelledH\x00\x42\x07\n\x05\x65vent\"\xe8\x01\n\tSubmitted\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x18\n\x10reference_answer\x18\x02 \x01(\t\x12-\n\x08sampling\x18\x03 \x01(\x0b\x32\x1b.optscale.v1.SamplingParams\x12)\n\x06policy\x18\x04 \x01(\x0b\x32\x19.optscale.v1.PolicyParams\x12\x0f\n\x07\x64\x61taset\x18\x05 \x01(\t\x12,\n\x05\x62\x61tch\x18\x06 \x01(\x0b\x32\x18.optscale.v1.BatchBudgetH\x00\x88\x01\x01\x12\x10\n\x08\x62\x61tch_id\x18\x07 \x01(\tB\x08\n\x06_batch\"\x8a\x02\n\x06Scored\x12,\n\x06scored\x18\x01 \x01(\x0b\x32\x1c.optscale.v1.ScoredCandidate\x12\x11\n\tsample_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x13\n\x0bstep_scores\x18\x05 \x03(\x01\x12\x0e\n\x06\x61nswer\x18\x06 \x01(\t\x12\x19\n\x11\x63ompletion_tokens\x18\x07 \x01(\r\x12\x15\n\rprompt_tokens\x18\x08 \x01(\r\x12\x30\n\rfinish_reason\x18\t \x01(\x0e\x32\x19.optscale.v1.FinishReason\x12\x18\n\x10verifier_version\x18\n \x01(\t\"@\n\x0cSampleFailed\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\"\x1b\n\tCancelled\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xed\x02\n\x06Result\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x18\n\x10\x63hosen_sample_id\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x14\n\x0csamples_used\x18\x05 \x01(\r\x12\x16\n\x0esamples_failed\x18\x06 \x01(\r\x12\x19\n\x11samples_cancelled\x18\x07 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x08 \x01(\x04\x12\x13\n\x06n_star\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0bstop_reason\x18\n \x01(\t\x12\x0e\n\x06policy\x18\x0b \x01(\t\x12\r\n\x05n_max\x18\x0c \x01(\r\x12\x14\n\x07\x63orrect\x18\r \x01(\x08H\x01\x88\x01\x01\x12)\n\x06status\x18\x0e \x01(\x0e\x32\x19.optscale.v1.ResultStatus\x12\x10\n\x08\x62\x61tch_id\x18\x0f \x01(\tB\t\n\x07_n_starB\n\n\x08_correct*|\n\x0cResultStatus\x12\x1d\n\x19RESULT_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RESULT_STATUS_DONE\x10\x01\x12\x1b\n\x17RESULT_STATUS_CANCELLED\x10\x02\x12\x18\n\x14RESULT_STATUS_FAILED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'optscale.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESULTSTATUS']._serialized_start=1251
-  _globals['_RESULTSTATUS']._serialized_end=1375
+  _globals['_RESULTSTATUS']._serialized_start=1287
+  _globals['_RESULTSTATUS']._serialized_end=1411
   _globals['_QUESTIONEVENT']._serialized_start=68
   _globals['_QUESTIONEVENT']._serialized_end=318
   _globals['_SUBMITTED']._serialized_start=321
-  _globals['_SUBMITTED']._serialized_end=535
-  _globals['_SCORED']._serialized_start=538
-  _globals['_SCORED']._serialized_end=804
-  _globals['_SAMPLEFAILED']._serialized_start=806
-  _globals['_SAMPLEFAILED']._serialized_end=870
-  _globals['_CANCELLED']._serialized_start=872
-  _globals['_CANCELLED']._serialized_end=899
-  _globals['_RESULT']._serialized_start=902
-  _globals['_RESULT']._serialized_end=1249
+  _globals['_SUBMITTED']._serialized_end=553
+  _globals['_SCORED']._serialized_start=556
+  _globals['_SCORED']._serialized_end=822
+  _globals['_SAMPLEFAILED']._serialized_start=824
+  _globals['_SAMPLEFAILED']._serialized_end=888
+  _globals['_CANCELLED']._serialized_start=890
+  _globals['_CANCELLED']._serialized_end=917
+  _globals['_RESULT']._serialized_start=920
+  _globals['_RESULT']._serialized_end=1285
 # @@protoc_insertion_point(module_scope)

@@ -92,10 +92,15 @@ class Submitted(_message.Message):
     POLICY_FIELD_NUMBER: _builtins.int
     DATASET_FIELD_NUMBER: _builtins.int
     BATCH_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     reference_answer: _builtins.str
     """optional, for grading"""
     dataset: _builtins.str
+    batch_id: _builtins.str
+    """the batch the question belongs to, for progress (`optscale results --batch`); the
+    question-id character set; empty: none. With a budget, equal to batch.batch_id.
+    """
     @_builtins.property
     def sampling(self) -> _common_pb2.SamplingParams: ...
     @_builtins.property
@@ -113,10 +118,11 @@ class Submitted(_message.Message):
         policy: _common_pb2.PolicyParams | None = ...,
         dataset: _builtins.str = ...,
         batch: _common_pb2.BatchBudget | None = ...,
+        batch_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_batch", b"_batch", "batch", b"batch", "policy", b"policy", "sampling", b"sampling"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_batch", b"_batch", "batch", b"batch", "dataset", b"dataset", "policy", b"policy", "reference_answer", b"reference_answer", "sampling", b"sampling", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_batch", b"_batch", "batch", b"batch", "batch_id", b"batch_id", "dataset", b"dataset", "policy", b"policy", "reference_answer", b"reference_answer", "sampling", b"sampling", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__batch: _TypeAlias = _typing.Literal["batch"]  # noqa: Y015
     _WhichOneofArgType__batch: _TypeAlias = _typing.Literal["_batch", b"_batch"]  # noqa: Y015
@@ -249,6 +255,7 @@ class Result(_message.Message):
     N_MAX_FIELD_NUMBER: _builtins.int
     CORRECT_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
     question_id: _builtins.str
     answer: _builtins.str
     chosen_sample_id: _builtins.str
@@ -264,6 +271,8 @@ class Result(_message.Message):
     correct: _builtins.bool
     """when a reference answer was given"""
     status: Global___ResultStatus.ValueType
+    batch_id: _builtins.str
+    """the Submitted's batch id (empty: none)"""
     def __init__(
         self,
         *,
@@ -281,10 +290,11 @@ class Result(_message.Message):
         n_max: _builtins.int = ...,
         correct: _builtins.bool | None = ...,
         status: Global___ResultStatus.ValueType = ...,
+        batch_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_correct", b"_correct", "_n_star", b"_n_star", "correct", b"correct", "n_star", b"n_star"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_correct", b"_correct", "_n_star", b"_n_star", "answer", b"answer", "chosen_sample_id", b"chosen_sample_id", "completion_tokens", b"completion_tokens", "correct", b"correct", "n_max", b"n_max", "n_star", b"n_star", "policy", b"policy", "question_id", b"question_id", "samples_cancelled", b"samples_cancelled", "samples_failed", b"samples_failed", "samples_used", b"samples_used", "score", b"score", "status", b"status", "stop_reason", b"stop_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_correct", b"_correct", "_n_star", b"_n_star", "answer", b"answer", "batch_id", b"batch_id", "chosen_sample_id", b"chosen_sample_id", "completion_tokens", b"completion_tokens", "correct", b"correct", "n_max", b"n_max", "n_star", b"n_star", "policy", b"policy", "question_id", b"question_id", "samples_cancelled", b"samples_cancelled", "samples_failed", b"samples_failed", "samples_used", b"samples_used", "score", b"score", "status", b"status", "stop_reason", b"stop_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__correct: _TypeAlias = _typing.Literal["correct"]  # noqa: Y015
     _WhichOneofArgType__correct: _TypeAlias = _typing.Literal["_correct", b"_correct"]  # noqa: Y015
