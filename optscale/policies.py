@@ -268,10 +268,11 @@ POLICY_NAMES = (
 )  # fmt: skip
 PRIOR_POLICIES = ("optscalet", "dsc_prior")  # policies that need a per-question prior
 # The options beyond name / n_max / alpha / s_min / prior that a question's config may carry
-# (a params file's tuned ``policy_params``); ``p_correct`` in JSON form {"a": .., "b": ..}.
+# (a params file's tuned ``policy_params``); ``p_correct`` in JSON form {"a": .., "b": ..};
+# ``bon_curve_k_eq`` is read by no policy (the controller's metrics; optscale.params).
 OPTION_NAMES = (
     "initial", "prior_first", "pace", "window", "threshold", "batch",
-    "price", "p_correct", "wave", "select", "easy_mu", "stop_when_unchanged",
+    "price", "p_correct", "wave", "select", "easy_mu", "stop_when_unchanged", "bon_curve_k_eq",
 )  # fmt: skip
 
 
