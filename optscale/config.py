@@ -53,8 +53,8 @@ class QuestionConfig:
     dataset: str | None = None
     # further policy options in JSON form (names in optscale.policies.OPTION_NAMES), sorted
     options: tuple[tuple[str, Any], ...] = ()
-    # the batch this question belongs to and the batch's token budget (completion tokens of
-    # every sample scored for any of its questions); None: no budget
+    # the batch this question belongs to (None: none) and the batch's token budget (completion
+    # tokens of every sample scored for any of its questions); None: no budget
     batch_id: str | None = None
     batch_budget: int | None = None
     batch_wave: int = 0  # > 0: the batch's samples in flight per controller (see BatchBudget)
@@ -111,10 +111,11 @@ class QuestionConfig:
             )
         if isinstance(self.n_max, int) and self.n_max > max_n_max:
             raise InvalidArgumentError("n_max", self.n_max, f"at most {max_n_max} here")
-        if self.batch_budget is not None:
+        if self.batch_id is not None or self.batch_budget is not None:
             from optscale.ids import check_question_id
 
             check_question_id(self.batch_id, "batch_id")
+        if self.batch_budget is not None:
             if isinstance(self.batch_budget, bool) or not isinstance(self.batch_budget, int):
                 raise InvalidArgumentError("batch_budget", self.batch_budget, "must be an integer")
             if self.batch_budget < 1:
@@ -169,7 +170,7 @@ class QuestionConfig:
             },
             "options": dict(self.options),
             "batch": None
-            if self.batch_budget is None
+            if self.batch_budget is None and self.batch_id is None
             else {"id": self.batch_id, "budget": self.batch_budget, "wave": self.batch_wave},
         }
 
