@@ -47,6 +47,8 @@ def config_from_submitted(
             sub.reference_answer[:40] + "...",
             f"at most {MAX_REFERENCE_CHARS} characters",
         )
+    if sub.HasField("batch") and sub.batch_id and sub.batch_id != sub.batch.batch_id:
+        raise InvalidArgumentError("batch_id", sub.batch_id, "differs from batch.batch_id")
     p = sub.policy
     sp = sub.sampling
     params = SamplingParams(
@@ -66,7 +68,7 @@ def config_from_submitted(
         prior=gaussian_prior_from_pb(p.prior) if p.HasField("prior") else None,
         sampling=params,
         options=QuestionConfig.options_from(p.options_json),
-        batch_id=sub.batch.batch_id if sub.HasField("batch") else None,
+        batch_id=sub.batch.batch_id if sub.HasField("batch") else (sub.batch_id or None),
         batch_budget=sub.batch.token_budget if sub.HasField("batch") else None,
         batch_wave=sub.batch.wave if sub.HasField("batch") else 0,
     )
