@@ -56,8 +56,8 @@ async def result_message(
     grading_timeout_s: float | None = None,
 ) -> events_pb2.Result:
     """What the loop ended with: the chosen answer (graded off the event loop when the config
-    has a reference), the samples used, failed and cancelled in flight, tokens, N* and the
-    stop reason."""
+    has a reference), the samples used, failed and cancelled in flight, tokens, N*, the stop
+    reason and the question's batch id (empty without one)."""
     st = loop.state
     chosen = stop.chosen
     res = events_pb2.Result(
@@ -73,6 +73,7 @@ async def result_message(
         policy=loop.policy.name,
         n_max=loop.policy.n_max,
         status=_STATUS[stop.status],
+        batch_id=config.batch_id or "",
     )
     if stop.decision.n_star is not None:
         res.n_star = float(stop.decision.n_star)
