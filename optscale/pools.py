@@ -21,8 +21,13 @@ Three on-disk formats are read (see ``docs/pool-format.md``):
   tokens are estimated as ``ceil(n_chars / 4)`` (about 4 characters per token for English/LaTeX
   with Qwen-family tokenizers).
 
+A pool recorded in several files (same model, scorer and settings; each question in one file)
+is read as one pool by :func:`read_pools` (paths or glob patterns; the checks are in
+:mod:`optscale.pool_union`).
+
 Layout: this module holds our format (:func:`sample_record`, :func:`read_ours`,
-:class:`PoolWriter`), format detection and :func:`read_pool`, and re-exports the rest, so every
+:class:`PoolWriter`), format detection, :func:`read_pool` and :func:`read_pools`, and re-exports
+the rest, so every
 public name in ``__all__`` imports from here. The data model and the dev/test split are in
 :mod:`optscale.pool_model`, the readers of the two foreign formats in :mod:`optscale.pool_readers`,
 and the file and field checks all readers share in :mod:`optscale.pool_io`.
@@ -30,6 +35,7 @@ and the file and field checks all readers share in :mod:`optscale.pool_io`.
 
 from __future__ import annotations
 
+import glob
 import gzip
 import itertools
 import json
@@ -63,6 +69,7 @@ from optscale.pool_readers import (
     read_samples_file,
     sigmoid,
 )
+from optscale.pool_union import SETTING_FIELDS, PoolPart, union_pools
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -73,10 +80,12 @@ __all__ = [
     "PoolWriter",
     "detect_format",
     "estimate_tokens",
+    "expand_pool_paths",
     "in_dev_split",
     "merge_pools",
     "read_ours",
     "read_pool",
+    "read_pools",
     "read_reference",
     "read_samples_file",
     "sample_record",
@@ -125,7 +134,16 @@ def sample_record(
 
 
 def read_ours(path: str | os.PathLike[str], *, grade_missing: bool = True) -> Pool:
+    return _read_ours(path, grade_missing=grade_missing)[0]
+
+
+def _read_ours(
+    path: str | os.PathLike[str], *, grade_missing: bool = True
+) -> tuple[Pool, dict[str, frozenset[str]]]:
+    """The pool and the recording settings its records carry (:data:`SETTING_FIELDS`: field
+    -> every value seen, JSON-encoded)."""
     p = Path(path)
+    settings: dict[str, set[str]] = {}
     by_q: dict[str, PoolQuestion] = {}
     seen: set[str] = set()
     for where, obj in iter_json_lines(p):
@@ -138,6 +156,9 @@ def read_ours(path: str | os.PathLike[str], *, grade_missing: bool = True) -> Po
         if sid in seen:
             raise DataError(where, f"duplicate sample_id {sid!r}")
         seen.add(sid)
+        for name in SETTING_FIELDS:
+            if obj.get(name) is not None:
+                settings.setdefault(name, set()).add(json.dumps(obj[name], sort_keys=True))
         score = as_score(require_field(obj, "score", where), where)
         tokens = as_tokens(require_field(obj, "completion_tokens", where), where)
         answer = as_opt_str(obj.get("answer"), where, "answer")
@@ -167,7 +188,8 @@ def read_ours(path: str | os.PathLike[str], *, grade_missing: bool = True) -> Po
         q.samples.append(PoolSample(sid, answer, correct, score, tokens, steps, float(gen_s), ends))
     if not by_q:
         raise DataError(str(p), "pool file has no samples")
-    return Pool(p.name, list(by_q.values()))
+    pool = Pool(p.name, list(by_q.values()))
+    return pool, {k: frozenset(v) for k, v in settings.items()}
 
 
 def _step_token_ends(raw: Any, n_steps: int, tokens: int, where: str) -> tuple[int, ...]:
@@ -260,3 +282,54 @@ def read_pool(
     if fmt == "samples":
         return read_samples_file(path)
     return read_reference(path, prompts=prompts, score_field=score_field)
+
+
+def expand_pool_paths(specs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Paths and glob patterns (``*``, ``?``, ``[``; sorted matches) -> the files, each once."""
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for spec in specs:
+        text = os.fspath(spec)
+        if glob.has_magic(text):
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise DataError(text, "no pool file matches this pattern")
+            files = [Path(m) for m in matches]
+        else:
+            files = [Path(text)]
+        for f in files:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                out.append(f)
+    if not out:
+        raise DataError("pools", "no pool files given")
+    return out
+
+
+def read_pools(
+    specs: Sequence[str | os.PathLike[str]],
+    fmt: str = "auto",
+    *,
+    prompts: str | os.PathLike[str] | None = None,
+    score_field: str = "scores",
+) -> Pool:
+    """Several pool files (paths or glob patterns) read as ONE pool, refused unless they were
+    recorded the same way and no question is in two files (:func:`optscale.pool_union.
+    union_pools`); one file is read as :func:`read_pool` reads it."""
+    files = expand_pool_paths(specs)
+    if prompts is not None and len(files) > 1:
+        raise DataError(
+            str(prompts), "a prompts file gives answers by position: use it with one pool file"
+        )
+    if fmt not in FORMATS:
+        raise DataError(str(files[0]), f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+    parts: list[PoolPart] = []
+    for f in files:
+        if (detect_format(f) if fmt == "auto" else fmt) == "ours":
+            pool, settings = _read_ours(f)
+            parts.append(PoolPart(str(f), pool, settings))
+        else:
+            pool = read_pool(f, fmt, prompts=prompts, score_field=score_field)
+            parts.append(PoolPart(str(f), pool))
+    return union_pools(parts)

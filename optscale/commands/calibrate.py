@@ -1,4 +1,5 @@
-"""``optscale calibrate POOL --out params.json``: choose alpha / s_min on a pool's dev half."""
+"""``optscale calibrate POOL... --out params.json``: choose alpha / s_min on a pool's dev half
+(several files or glob patterns: one pool, see :func:`optscale.pools.read_pools`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ NOT_USEFUL = 3  # exit code: stopping does not pay with this scorer, no params w
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pool", metavar="POOL", help="a recorded pool (its dev half is used)")
+    parser.add_argument(
+        "pools",
+        nargs="+",
+        metavar="POOL",
+        help="a recorded pool (its dev half is used): one file, or several files or glob "
+        "patterns read as one pool (recorded the same way, each question in one file)",
+    )
     parser.add_argument("--out", required=True, help="params JSON to write")
     parser.add_argument(
         "--format", default="auto", choices=["auto", "ours", "reference", "samples"]
@@ -69,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from optscale.calibrate import calibrate, write_params
-    from optscale.pools import read_pool, split_pool
+    from optscale.pools import read_pools, split_pool
 
-    pool = read_pool(args.pool, args.format, prompts=args.prompts)
+    pool = read_pools(args.pools, args.format, prompts=args.prompts)
     if args.split == "dev":
         pool, _ = split_pool(pool, seed=args.split_seed)
     print(pool.summary(), file=sys.stderr)

@@ -1,4 +1,5 @@
-"""``optscale replay POOL...``: re-run stopping policies offline on recorded pools."""
+"""``optscale replay POOL...``: re-run stopping policies offline on recorded pools (each POOL
+on its own; a glob pattern, or all of them with ``--union``, as one pool)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,19 @@ HELP = "re-run stopping policies offline on recorded pools; print the paper's Ta
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pools", nargs="+", metavar="POOL", help="pool files (.jsonl[.gz]/.json)")
+    parser.add_argument(
+        "pools",
+        nargs="+",
+        metavar="POOL",
+        help="pool files (.jsonl[.gz]/.json), each replayed on its own; a quoted glob pattern "
+        "is one pool of all the files it matches (recorded the same way, each question in one "
+        "file)",
+    )
+    parser.add_argument(
+        "--union",
+        action="store_true",
+        help="read all the POOL files as one pool (e.g. a pool recorded in several files)",
+    )
     parser.add_argument(
         "--format",
         default="auto",
@@ -106,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
     from optscale.errors import InvalidArgumentError
     from optscale.params import check_n_max, check_overlap, read_params
-    from optscale.pools import read_pool, split_pool
+    from optscale.pools import read_pools, split_pool
     from optscale.priors import load_priors
     from optscale.replay import N_GRID, ReplayConfig, replay
     from optscale.report import full_report, write_plots
@@ -133,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
     allocation = "allocation" in policies
     policies = tuple(p for p in policies if p != "allocation") or ("bon",)  # a table to print
     results = []
-    for path in args.pools:
-        pool = read_pool(path, args.format, prompts=args.prompts, score_field=args.score_field)
+    for spec in [args.pools] if args.union else [[p] for p in args.pools]:
+        pool = read_pools(spec, args.format, prompts=args.prompts, score_field=args.score_field)
         if args.split != "all":
             dev, test = split_pool(pool, seed=args.split_seed)
             pool = dev if args.split == "dev" else test
