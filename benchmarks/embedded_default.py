@@ -1,6 +1,11 @@
 """Choose the embedded default (`make run`) on the recorded pool's dev half; report the test half.
 
-    .venv/bin/python benchmarks/embedded_default.py [POOL] [--budget 1600] [--orders 50] [--write]
+    .venv/bin/python benchmarks/embedded_default.py [POOL ...] [--budget 1600] [--orders 50] \
+        [--write]
+
+The pool: the recorded GSM8K pool (every `benchmarks/data/gsm8k*-qwen1.5b-confidence*.jsonl.gz`
+file, read as one pool; see recorded_pools.py), or the given files / quoted glob patterns read
+as one pool.
 
 Candidates: the confidence scorer's step aggregation (mean, min, last: the pool is re-scored
 from its step scores) x the policy (bon, wsc, sc, esc, asc, and optscale0 with alpha / s_min
@@ -18,17 +23,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from recorded_pools import GSM8K_POOL_GLOB
 
 from optscale.aggregate import rescore_pool
 from optscale.calibrate import calibrate
 from optscale.params import pool_sha256
-from optscale.pools import Pool, read_pool, split_pool
+from optscale.pools import Pool, read_pools, split_pool
 from optscale.replay import ReplayConfig, replay
 
 ROOT = Path(__file__).resolve().parent
-POOL = ROOT / "data" / "gsm8k50-qwen1.5b-confidence.jsonl.gz"
 OUT = ROOT / "data" / "embedded-default.json"
 AGGREGATIONS = ("mean", "min", "last")
 POLICIES = ("bon", "wsc", "sc", "esc", "asc", "optscale0")
@@ -101,22 +110,19 @@ def _acc_tok(r: dict[str, Any]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("pool", nargs="?", default=str(POOL))
+    ap.add_argument("pools", nargs="*", metavar="POOL", help="default: the recorded GSM8K pool")
     ap.add_argument("--budget", type=float, default=1600.0, help="served tokens per question")
     ap.add_argument("--orders", type=int, default=50)
     ap.add_argument("--write", action="store_true", help=f"save the choice to {OUT}")
     a = ap.parse_args()
-    pool = read_pool(a.pool)
+    pool = read_pools(a.pools or [GSM8K_POOL_GLOB])
     dev, test = split_pool(pool)
     rows = [r for agg in AGGREGATIONS for r in candidates(dev, agg, a.orders)]
     print(f"dev half of {pool.name}: {len(dev.questions)} questions (acc, served tok/q)")
     for agg in AGGREGATIONS:
         for p in POLICIES:
             cells = [r for r in rows if r["aggregation"] == agg and r["policy"] == p]
-            print(
-                f"  {agg:5s} {p:9s} "
-                + "  ".join(f"N{r['n_max']}: {_acc_tok(r)}" for r in cells)
-            )
+            print(f"  {agg:5s} {p:9s} " + "  ".join(f"N{r['n_max']}: {_acc_tok(r)}" for r in cells))
     verdicts = {r["aggregation"]: r["optscale0_verdict"] for r in rows if r["optscale0_verdict"]}
     for agg, v in verdicts.items():
         print(f"  optscale0 calibration ({agg}): {v}")

@@ -19,6 +19,7 @@ from pareto_allocation import ALLOCATION_LABELS
 from pareto_allocation import BUDGET_PRICE_GRID as ALLOC_BUDGET_PRICE_GRID
 from pareto_allocation import GIVE_UP_GRID as ALLOC_GIVE_UP_GRID
 from pareto_allocation import PRICE_GRID as ALLOC_PRICE_GRID
+from recorded_pools import GSM8K_POOL_GLOB, read_recorded_gsm8k
 
 from optscale.calibrate import ALPHA_GRID, S_MIN_GRID
 from optscale.datasets import datasets_dir
@@ -27,7 +28,7 @@ from optscale.pools import Pool, read_pool
 from optscale.replay import POLICY_LABELS
 
 ROOT = Path(__file__).resolve().parent
-GSM8K_POOL = ROOT / "data" / "gsm8k50-qwen1.5b-confidence.jsonl.gz"
+GSM8K_POOL = GSM8K_POOL_GLOB  # every recorded GSM8K file, read as one pool
 POOLS: tuple[str, ...] = ("math100", "gsm8k", "semi-calibrated", "semi-noisy")
 N_PREFERRED: tuple[int, ...] = (8, 16, 64)
 N_FILL: tuple[int, ...] = (4, 2, 1)
@@ -103,7 +104,7 @@ def load_pool(key: str, opts: Options) -> Pool:
         if key == "math100":
             pool = read_pool(str(datasets_dir() / "samples" / "qwen25math_rm8_math100.jsonl"))
         elif key == "gsm8k":
-            pool = read_pool(str(GSM8K_POOL))
+            pool = read_recorded_gsm8k()
         elif key.startswith("semi-"):
             pool = semisynthetic.build_pool(key[len("semi-") :], seed=opts.seed)
         else:

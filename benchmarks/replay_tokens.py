@@ -2,9 +2,11 @@
 
     .venv/bin/python benchmarks/replay_tokens.py [POOL ...] [--orders 200] [--priors predictor]
 
-Default pools: the committed CPU pool (benchmarks/data/*.jsonl.gz) and the shared scored sample
-file. For each pool: alpha / s_min of OptScale^0 are chosen by `calibrate` on the dev half
-(never the test half; its verdict says whether stopping beats the best fixed N at all), then the
+Default pools: the recorded GSM8K pool (every file
+`benchmarks/data/gsm8k*-qwen1.5b-confidence*.jsonl.gz`, read as one pool) and the shared scored
+sample file. A POOL argument is a file or a quoted glob pattern (its files read as one pool).
+For each pool: alpha / s_min of OptScale^0 are chosen by `calibrate` on the dev half (never the
+test half; its verdict says whether stopping beats the best fixed N at all), then the
 test half is replayed at N_max = 8 and the pool's largest N with BoN, SC, weighted SC, ESC,
 ASC, DSC, OptScale^0 (and OptScale^t with priors), the oracle, and the hybrid stop
 (`optscale.bayes`) with its price and selection also chosen on the dev half. Printed per
@@ -17,20 +19,23 @@ to the fixed k of equal accuracy. Target: ratio <= 0.5 at no accuracy loss.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from recorded_pools import GSM8K_POOL_GLOB
 
 from optscale.calibrate import calibrate
 from optscale.datasets import datasets_dir
-from optscale.pools import read_pool, split_pool
+from optscale.pools import read_pools, split_pool
 from optscale.replay import POLICY_LABELS, ReplayConfig, replay
 
-ROOT = Path(__file__).resolve().parent
 POLICIES = ("bon", "sc", "wsc", "esc", "asc", "dsc", "optscale0", "oracle")
 
 
 def default_pools() -> list[str]:
-    ours = sorted(str(p) for p in (ROOT / "data").glob("gsm8k*.jsonl.gz"))
-    return [*ours, str(datasets_dir() / "samples" / "qwen25math_rm8_math100.jsonl")]
+    return [GSM8K_POOL_GLOB, str(datasets_dir() / "samples" / "qwen25math_rm8_math100.jsonl")]
 
 
 def main() -> None:
@@ -40,7 +45,7 @@ def main() -> None:
     ap.add_argument("--priors", help="'predictor' to add OptScale^t with the trained prior")
     a = ap.parse_args()
     for path in a.pools or default_pools():
-        pool = read_pool(path)
+        pool = read_pools([path])
         dev, test = split_pool(pool)
         ns = sorted({n for n in (8, pool.min_samples) if n <= pool.min_samples})
         print(

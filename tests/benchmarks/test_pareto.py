@@ -182,7 +182,7 @@ def test_pareto_quick_prints_a_row_per_policy_and_writes_the_plots(tmp_path: Pat
     names = [s.split(" ", 1)[0] for s in sections]
     assert names[:4] == [
         "qwen25math_rm8_math100.jsonl",
-        "gsm8k50-qwen1.5b-confidence.jsonl.gz",
+        _load("recorded_pools").read_recorded_gsm8k().name,  # every recorded GSM8K file
         "math500x64-calibrated",
         "math500x64-noisy",
     ], names
