@@ -5,7 +5,7 @@
         [--json FILE] [--quick]
 
 Pools: ``math100`` (the shared scored-sample file, 100 MATH questions x 8, Qwen2.5-Math ORM
-scores), ``gsm8k`` (the recorded pool, 50 GSM8K questions x 16, confidence scorer),
+scores), ``gsm8k`` (the recorded pool: every recorded GSM8K file x 16, confidence scorer),
 ``semi-calibrated`` and ``semi-noisy`` (MATH-500 x 64 from ``benchmarks/semisynthetic.py``,
 built in memory at run time). Each is split dev/test by question-id hash
 (:func:`optscale.pools.split_pool`); only the test half is reported.
