@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -69,6 +69,24 @@ TOKENS_BON_NMAX = Counter(
     "estimated tokens best-of-N at N_max would have used on the same questions "
     "(each question's tokens per scored sample x N_max)",
 )
+# against the BoN curve: only questions submitted with params recording a dev BoN curve
+TOKENS_BON_CURVE = Counter(
+    "optscale_controller_tokens_bon_curve_total",
+    "estimated tokens the fixed best-of-k of equal accuracy would have used: each counted "
+    "question's tokens per scored sample x k_eq, k_eq read off the dev BoN curve recorded in "
+    "the params it was submitted with (optscale calibrate); questions without such params "
+    "are not counted (see optscale_controller_bon_curve_results_total)",
+)
+TOKENS_USED_BON_CURVE = Counter(
+    "optscale_controller_tokens_used_bon_curve_total",
+    "completion tokens of the scored samples of the results counted into "
+    "optscale_controller_tokens_bon_curve_total",
+)
+BON_CURVE_RESULTS = Counter(
+    "optscale_controller_bon_curve_results_total",
+    "results counted into optscale_controller_tokens_bon_curve_total (questions submitted "
+    "with params recording a dev BoN curve, with at least one scored sample)",
+)
 _COUNTS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128)
 N_STAR = Histogram(
     "optscale_controller_n_star", "N* of a published result (when the policy computes one)",
@@ -117,6 +135,27 @@ def observe_published(topic: str, value: bytes, service: str = "controller") -> 
     if r.HasField("n_star"):
         N_STAR.observe(r.n_star)
     SAMPLES_USED.observe(r.samples_used)
+
+
+def observe_bon_curve(options: Iterable[tuple[str, Any]], result: Mapping[str, Any]) -> None:
+    """Count a result the controller finalized and published against the BoN curve of its
+    question's params: ``options`` is the question config's options (``bon_curve_k_eq`` set
+    by ``submit --params``), ``result`` the ``Result`` in its stored (``MessageToDict``) form.
+    A question without ``bon_curve_k_eq`` or without a scored sample is not counted."""
+    from google.protobuf.json_format import ParseDict
+
+    from optscale.params import BON_CURVE_K_EQ
+    from optscale.v1 import events_pb2
+
+    k_eq = dict(options).get(BON_CURVE_K_EQ)
+    if k_eq is None:
+        return
+    r = ParseDict(dict(result), events_pb2.Result(), ignore_unknown_fields=True)
+    if not r.samples_used:
+        return
+    BON_CURVE_RESULTS.inc()
+    TOKENS_USED_BON_CURVE.inc(r.completion_tokens)
+    TOKENS_BON_CURVE.inc(r.completion_tokens / r.samples_used * float(k_eq))
 
 
 async def busy(awaitable: Awaitable[T]) -> T:

@@ -42,6 +42,7 @@ from services.common.metrics import (
     CONTROLLER_DECISION,
     CONTROLLER_EVENTS,
     CONTROLLER_WAITING,
+    observe_bon_curve,
 )
 from services.controller.batch_waves import BatchWaves, over_budget
 from services.controller.lease import Leaser, cancel_all
@@ -362,6 +363,7 @@ class ControllerWorker(QuestionOwnership):
             if sq is not None and sq.result is not None:
                 result = sq.result
         await self.publish(self.results_topic, q, result_payload(result), acked=True)
+        observe_bon_curve(o.config.options, result)  # tokens saved vs the params' BoN curve
         self._remember_final(q)
         if len(self.stopped_at) > 100_000:
             del self.stopped_at[next(iter(self.stopped_at))]
