@@ -4,15 +4,22 @@ scored sample x N_max, as the controller's ``optscale_controller_tokens_bon_nmax
 does), accuracy over the graded results. Pure: ``optscale results`` and ``optscale status``
 feed it what they read from Kafka.
 
+Two ways to count: every question seen on the topics (no batch id: the total is the distinct
+question ids submitted), or one batch (``batch_id``): only results carrying that batch id
+count, against the total ``optscale submit`` recorded for the batch (:class:`BatchRecord`).
+
 The saving against the BoN curve's equal-accuracy point is not here: it needs N_max scored
 samples per question, which a stopping run does not draw (``optscale replay`` prints it)."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from optscale.errors import InvalidArgumentError
+from optscale.errors import DataError, InvalidArgumentError
+from optscale.ids import check_question_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +32,7 @@ class AnsweredQuestion:
     samples_used: int
     n_max: int
     correct: bool | None  # None: not graded (no reference, or grading gave up)
+    batch_id: str = ""  # the batch the question was submitted in ("": none)
 
     def __post_init__(self) -> None:
         for name in ("completion_tokens", "samples_used", "n_max"):
@@ -43,16 +51,33 @@ class AnsweredQuestion:
 
 @dataclass
 class BatchProgress:
-    """Distinct submitted question ids and the first result of each answered question."""
+    """Distinct submitted question ids and the first result of each answered question; with
+    ``batch_id``, only that batch's results, against ``expected`` (the recorded total)."""
 
     submitted: set[str] = field(default_factory=set)
     answered: dict[str, AnsweredQuestion] = field(default_factory=dict)
+    batch_id: str | None = None
+    expected: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.batch_id is None) != (self.expected is None):
+            raise InvalidArgumentError("expected", self.expected, "given with batch_id only")
+        if self.batch_id is not None:
+            check_question_id(self.batch_id, "batch")
+        if self.expected is not None and (
+            isinstance(self.expected, bool) or not isinstance(self.expected, int)
+            or self.expected < 0
+        ):
+            raise InvalidArgumentError("expected", self.expected, "must be an integer >= 0")
 
     def submit(self, question_id: str) -> None:
         self.submitted.add(question_id)
 
     def answer(self, question_id: str, result: AnsweredQuestion) -> bool:
-        """Record a result; False when the question was answered already (a republish)."""
+        """Record a result; False when the question was answered already (a republish) or,
+        counting one batch, when the result is another batch's (or has none)."""
+        if self.batch_id is not None and result.batch_id != self.batch_id:
+            return False
         if question_id in self.answered:
             return False
         self.answered[question_id] = result
@@ -60,8 +85,11 @@ class BatchProgress:
 
     @property
     def total(self) -> int:
-        """Questions of the batch: every submitted one, and any answered one whose submission
-        was not seen (an older part of the topic, say)."""
+        """Questions of the batch: its recorded total (one batch), else every submitted one
+        and any answered one whose submission was not seen (an older part of the topic, say);
+        never fewer than the answered ones."""
+        if self.expected is not None:
+            return max(self.expected, len(self.answered))
         return len(self.submitted | self.answered.keys())
 
     @property
@@ -84,6 +112,8 @@ class BatchProgress:
         pct = f" ({100 * n / total:.0f}%)" if total else ""
         used, bon = self.tokens()
         parts = [f"answered {n}/{total}{pct}", f"tokens {used:,}"]
+        if self.batch_id is not None:
+            parts.insert(0, f"batch {self.batch_id}")
         if bon:
             parts.append(f"saved vs BoN@N_max {100 * (1 - used / bon):.1f}% (est.)")
         correct, graded = self.accuracy()
@@ -98,7 +128,8 @@ class BatchProgress:
         correct, graded = self.accuracy()
         rs = list(self.answered.values())
         samples = sum(r.samples_used for r in rs)
-        rows = [
+        rows = [] if self.batch_id is None else [("batch", self.batch_id)]
+        rows += [
             ("questions submitted", f"{self.total}"),
             ("answered", f"{len(rs)}"),
             ("not answered yet", f"{self.total - len(rs)}"),
@@ -113,3 +144,39 @@ class BatchProgress:
         rows += [(f"  {status} / {reason}", f"{k}") for (status, reason), k in sorted(by.items())]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v:>12}" for k, v in rows)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    """What ``optscale submit`` records of a batch: its distinct questions so far and when it
+    was first and last submitted to (seconds since the epoch)."""
+
+    batch_id: str
+    total: int
+    submitted_at: float
+    updated_at: float
+
+    @classmethod
+    def from_hash(cls, batch_id: str, raw: Mapping[str, str]) -> BatchRecord | None:
+        """The record from its stored fields; None when there are none (no such batch)."""
+        if not raw:
+            return None
+        try:
+            rec = cls(batch_id, int(raw["total"]), float(raw["submitted_at"]),
+                      float(raw["updated_at"]))
+        except (KeyError, ValueError) as exc:
+            raise DataError(f"batch {batch_id}", f"malformed record {dict(raw)!r}") from exc
+        if rec.total < 0:
+            raise DataError(f"batch {batch_id}", f"negative total {rec.total}")
+        return rec
+
+    def progress(self) -> BatchProgress:
+        """An empty progress counting this batch against its total."""
+        return BatchProgress(batch_id=self.batch_id, expected=self.total)
+
+
+def new_batch_id(now_s: float, suffix: str) -> str:
+    """A batch id from the UTC time and a random ``suffix`` (hex, say):
+    ``b20261129-200102-3f9a1c``. Checked with the question-id rules."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now_s))
+    return check_question_id(f"b{stamp}-{suffix}", "batch-id")

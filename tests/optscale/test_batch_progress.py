@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from optscale.batch_progress import AnsweredQuestion, BatchProgress
-from optscale.errors import InvalidArgumentError
+from optscale.batch_progress import AnsweredQuestion, BatchProgress, BatchRecord, new_batch_id
+from optscale.errors import DataError, InvalidArgumentError
 
 
 def result(tokens: int, used: int, n_max: int = 8, correct: bool | None = None,
@@ -72,3 +72,56 @@ def test_bad_counts_are_rejected() -> None:
         result(-1, 1)
     with pytest.raises(InvalidArgumentError, match="samples_used"):
         AnsweredQuestion("done", "bound", 1, True, 8, None)  # a bool is not a count
+
+
+def in_batch(batch: str, tokens: int = 100, used: int = 1) -> AnsweredQuestion:
+    return AnsweredQuestion("done", "bound", tokens, used, 8, True, batch)
+
+
+def test_one_batch_counts_only_its_results_against_its_recorded_total() -> None:
+    p = BatchProgress(batch_id="A", expected=2)
+    p.submit("x")  # submissions seen on the topic do not change a recorded total
+    assert p.line() == "batch A | answered 0/2 (0%) | tokens 0"
+    assert not p.answer("b1", in_batch("B"))  # another batch's result
+    assert not p.answer("n1", in_batch(""))  # a result without a batch
+    assert p.answer("a1", in_batch("A", tokens=200, used=2))
+    assert p.line().startswith("batch A | answered 1/2 (50%) | tokens 200 |")
+    assert not p.done
+    assert p.answer("a2", in_batch("A"))
+    assert p.done and p.tokens() == (300, 1600.0)
+    rows = [line.split() for line in p.summary().splitlines()]
+    assert rows[0] == ["batch", "A"] and rows[1] == ["questions", "submitted", "2"]
+
+
+def test_a_batch_never_shows_fewer_questions_than_it_has_answers() -> None:
+    p = BatchProgress(batch_id="A", expected=1)
+    p.answer("a1", in_batch("A"))
+    p.answer("a2", in_batch("A"))  # the record undercounts (a lost submission, say)
+    assert p.total == 2 and p.done
+
+
+def test_batch_progress_arguments_are_checked() -> None:
+    with pytest.raises(InvalidArgumentError, match="expected"):
+        BatchProgress(batch_id="A")
+    with pytest.raises(InvalidArgumentError, match="expected"):
+        BatchProgress(batch_id="A", expected=-1)
+    with pytest.raises(InvalidArgumentError, match="batch"):
+        BatchProgress(batch_id="a/b", expected=1)
+
+
+def test_the_batch_record_reads_its_hash_and_rejects_a_malformed_one() -> None:
+    raw = {"total": "12", "submitted_at": "1764446462.5", "updated_at": "1764446470.0"}
+    rec = BatchRecord.from_hash("A", raw)
+    assert rec == BatchRecord("A", 12, 1764446462.5, 1764446470.0)
+    assert rec.progress().total == 12 and rec.progress().batch_id == "A"
+    assert BatchRecord.from_hash("A", {}) is None  # no such batch
+    with pytest.raises(DataError, match="batch A"):
+        BatchRecord.from_hash("A", {"total": "x", "submitted_at": "1", "updated_at": "1"})
+    with pytest.raises(DataError, match="batch A"):
+        BatchRecord.from_hash("A", {"total": "3"})
+
+
+def test_new_batch_ids_carry_the_utc_time_and_pass_the_id_check() -> None:
+    assert new_batch_id(1764446462.9, "3f9a1c") == "b20251129-200102-3f9a1c"
+    with pytest.raises(InvalidArgumentError, match="batch-id"):
+        new_batch_id(0.0, "a/b")
