@@ -1,7 +1,8 @@
 """Kafka reading shared by ``optscale results`` and ``optscale status``: submissions on
 optscale.question-events and results on optscale.results, tallied into a
 :class:`optscale.batch_progress.BatchProgress`. No consumer group (nothing is committed): each
-call reads the topics from their beginning."""
+call reads the topics from their beginning. Counting one batch (a progress with a
+``batch_id``), only optscale.results is read: the total is the batch's record."""
 
 from __future__ import annotations
 
@@ -27,12 +28,14 @@ def answered(r: events_pb2.Result) -> AnsweredQuestion:
         samples_used=int(r.samples_used),
         n_max=int(r.n_max),
         correct=r.correct if r.HasField("correct") else None,
+        batch_id=r.batch_id,
     )
 
 
 def tally(progress: BatchProgress, topic: str, value: bytes | None) -> events_pb2.Result | None:
-    """Add one message of either topic; returns a result seen for the first time. Messages
-    that do not decode are skipped (they went, or will go, to the DLQ)."""
+    """Add one message of either topic; returns a result seen for the first time (of the
+    progress's batch, when it counts one). Messages that do not decode are skipped (they
+    went, or will go, to the DLQ)."""
     from google.protobuf.message import DecodeError
 
     from services.common import kafka
@@ -53,12 +56,13 @@ def tally(progress: BatchProgress, topic: str, value: bytes | None) -> events_pb
 
 class BatchReader:
     """A group-less consumer on every partition of optscale.question-events and
-    optscale.results, from the beginning, tallying into ``progress``. ``caught_up`` once it
-    has read both topics up to their end as of :meth:`start`."""
+    optscale.results (only the latter for one batch), from the beginning, tallying into
+    ``progress``. ``caught_up`` once it has read the topics up to their end as of
+    :meth:`start`."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, progress: BatchProgress | None = None) -> None:
         self.bootstrap = bootstrap
-        self.progress = BatchProgress()
+        self.progress = BatchProgress() if progress is None else progress
         self.caught_up = False
         self._c: Any = None
         self._end: dict[Any, int] = {}
@@ -76,9 +80,12 @@ class BatchReader:
         self._c = c
         try:
             await c.topics()  # fetch metadata
+            topics: tuple[str, ...] = (kafka.QUESTION_EVENTS, kafka.RESULTS)
+            if self.progress.batch_id is not None:
+                topics = (kafka.RESULTS,)
             tps = [
                 TopicPartition(t, p)
-                for t in (kafka.QUESTION_EVENTS, kafka.RESULTS)
+                for t in topics
                 for p in sorted(c.partitions_for_topic(t) or ())
             ]
             if tps:
@@ -105,15 +112,25 @@ class BatchReader:
             self.caught_up = not self._end
         return new
 
+    async def results_end(self) -> dict[Any, int]:
+        """The current end offset of every optscale.results partition."""
+        from services.common import kafka
+
+        tps = [tp for tp in self._c.assignment() if tp.topic == kafka.RESULTS]
+        return dict(await self._c.end_offsets(tps)) if tps else {}
+
     async def stop(self) -> None:
         if self._c is not None:
             await self._c.stop()
             self._c = None
 
 
-async def read_progress(bootstrap: str, timeout_s: float = 60.0) -> BatchProgress:
-    """Submissions and results as of now: both topics read to their current end."""
-    reader = await BatchReader(bootstrap).start()
+async def read_progress(
+    bootstrap: str, timeout_s: float = 60.0, progress: BatchProgress | None = None
+) -> BatchProgress:
+    """Submissions and results as of now (into ``progress``, a fresh one by default): the
+    topics read to their current end."""
+    reader = await BatchReader(bootstrap, progress).start()
     try:
         deadline = time.monotonic() + timeout_s
         while not reader.caught_up:

@@ -1,19 +1,31 @@
 """``optscale results``: read optscale.results as JSON lines (deduplicated by question id) on
-stdout, with the batch's progress on stderr — answered / submitted, tokens used, tokens saved
+stdout, with the batch's progress on stderr — answered / total, tokens used, tokens saved
 against best-of-N at N_max (estimated), accuracy over the graded results — and a summary
-table at the end. Submitted = distinct question ids submitted on optscale.question-events
-(there is no batch id: everything on the topics is one batch)."""
+table at the end.
+
+Without ``--batch`` everything on the topics counts as one batch: the total is the distinct
+question ids submitted on optscale.question-events. With ``--batch ID`` only that batch's
+results are printed and counted, against the total ``optscale submit`` recorded for the batch
+in Redis (:mod:`optscale.commands._batch_record`), and reading stops by itself once every
+question of the batch is answered. An unknown batch id is an error before anything is read."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 NAME = "results"
 HELP = "print results from optscale.results as JSON lines (--follow to keep reading)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap", default="127.0.0.1:19092")
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: "
+                        "$OPTSCALE_KAFKA_BOOTSTRAP, else the local stack's 127.0.0.1:19092)")
+    parser.add_argument("--batch", help="only this batch's results (the id `optscale submit` "
+                        "printed), with progress against its recorded total; stops by itself "
+                        "once every question of the batch is answered")
+    parser.add_argument("--redis-url", help="the controllers' Redis, where batches are recorded "
+                        "(with --batch; default: $OPTSCALE_REDIS_URL, else the local stack's)")
     parser.add_argument("--follow", action="store_true", help="keep reading")
     parser.add_argument("--until-done", action="store_true",
                         help="follow, and stop once every submitted question has a result")
@@ -21,6 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group", help="consumer group (default: a fresh one, from the start)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress line and no summary on stderr")
+
+
+async def _read_to(c: Any, ends: dict[Any, int]) -> bool:
+    """Has consumer ``c`` read its partitions of optscale.results up to ``ends``?"""
+    assigned = c.assignment()
+    if not assigned:
+        return False
+    for tp in assigned:
+        if tp in ends and await c.position(tp) < ends[tp]:
+            return False
+    return True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,10 +56,16 @@ def run(args: argparse.Namespace) -> int:
     from google.protobuf.json_format import MessageToDict
 
     from optscale.commands._batch import BatchReader
+    from optscale.commands._batch_record import kafka_bootstrap, load_record, redis_settings
     from optscale.v1 import events_pb2
     from services.common import kafka
 
+    bootstrap = kafka_bootstrap(args.bootstrap)
+    record = None
+    if args.batch is not None:  # before any consumer: an unknown batch consumes nothing
+        record = asyncio.run(load_record(redis_settings(args.redis_url)[0], args.batch))
     tty = sys.stderr.isatty()
+    show_progress = not args.no_progress
 
     def show(line: str) -> None:
         print(("\r\033[K" if tty else "") + line, end="" if tty else "\n", file=sys.stderr,
@@ -44,22 +73,29 @@ def run(args: argparse.Namespace) -> int:
 
     async def read() -> None:
         group = args.group or f"optscale-results-{uuid.uuid4().hex[:8]}"
-        c = await kafka.consumer(args.bootstrap, kafka.RESULTS, group)
-        reader = None if args.no_progress else await BatchReader(args.bootstrap).start()
+        c = await kafka.consumer(bootstrap, kafka.RESULTS, group)
+        reader = None
+        if show_progress or record is not None:  # one batch: the reader sees when it is done
+            progress = None if record is None else record.progress()
+            reader = await BatchReader(bootstrap, progress).start()
         seen: set[str] = set()
         last, shown = time.monotonic(), ""
         follow = args.follow or args.until_done
+        stop_when_done = args.until_done or record is not None
+        ends: dict[Any, int] | None = None
         try:
             while True:
-                if follow:
-                    if args.until_done and reader and reader.caught_up and reader.progress.done:
+                if stop_when_done and reader and reader.caught_up and reader.progress.done:
+                    # every result the progress counted is printed too before stopping
+                    ends = ends if ends is not None else await reader.results_end()
+                    if await _read_to(c, ends):
                         break
-                elif time.monotonic() - last >= args.idle:
+                if not follow and time.monotonic() - last >= args.idle:
                     break
                 if reader is not None:
                     await reader.poll(timeout_ms=0)
                     line = reader.progress.line()
-                    if line != shown:
+                    if show_progress and line != shown:
                         show(shown := line)
                 recs = await c.getmany(timeout_ms=200)
                 for msgs in recs.values():
@@ -68,8 +104,10 @@ def run(args: argparse.Namespace) -> int:
                         last = time.monotonic()
                         if r.question_id in seen:
                             continue
+                        if record is not None and r.batch_id != record.batch_id:
+                            continue
                         seen.add(r.question_id)
-                        if tty and reader is not None:
+                        if tty and show_progress:
                             print("\r\033[K", end="", file=sys.stderr)
                         print(json.dumps(MessageToDict(r)), flush=True)
                         shown = ""  # the line scrolled away on a terminal: show it again
@@ -79,9 +117,10 @@ def run(args: argparse.Namespace) -> int:
             await c.stop()
             if reader is not None:
                 await reader.stop()
-                if tty:
-                    print(file=sys.stderr)
-                print(reader.progress.summary(), file=sys.stderr, flush=True)
+                if show_progress:
+                    if tty:
+                        print(file=sys.stderr)
+                    print(reader.progress.summary(), file=sys.stderr, flush=True)
 
     try:
         asyncio.run(read())

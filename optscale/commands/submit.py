@@ -1,5 +1,11 @@
 """``optscale submit QUESTIONS.jsonl``: produce questions straight to optscale.question-events
-(the batch path; results arrive on optscale.results — see ``optscale results``)."""
+(the batch path; results arrive on optscale.results — see ``optscale results``).
+
+Every submission belongs to a batch: ``--batch-id``, else a generated id. The batch's question
+ids are recorded in the controllers' Redis first (:mod:`optscale.commands._batch_record`; a
+question id counts once per batch, so a failed send can simply be submitted again), then the
+questions are produced, each ``Submitted`` carrying the batch id, and stdout gets one line
+``batch <ID> <N> questions`` for scripts (``optscale results --follow --batch ID``)."""
 
 from __future__ import annotations
 
@@ -14,7 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="a benchmark from ../shared/datasets instead")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--offset", type=int, default=0)
-    parser.add_argument("--bootstrap", default="127.0.0.1:19092", help="Kafka bootstrap servers")
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: "
+                        "$OPTSCALE_KAFKA_BOOTSTRAP, else the local stack's 127.0.0.1:19092)")
+    parser.add_argument("--redis-url", help="the controllers' Redis, where the batch is recorded "
+                        "(default: $OPTSCALE_REDIS_URL, else the local stack's)")
     parser.add_argument("--policy", default="optscale0")
     parser.add_argument("--n-max", type=int, default=16)
     parser.add_argument("--alpha", type=float)
@@ -34,9 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--budget",
         type=int,
         help="a token budget shared by the submitted questions (they stop with reason 'budget' "
-        "once their scored samples' tokens reach it); needs --batch-id",
+        "once their scored samples' tokens reach it): the budget of this batch",
     )
-    parser.add_argument("--batch-id", help="the batch the questions belong to (with --budget)")
+    parser.add_argument(
+        "--batch-id",
+        help="the batch the questions belong to (default: a new id, printed); submitting into "
+        "an existing batch adds the new questions to its total (a question id already in it "
+        "counts once)",
+    )
     parser.add_argument(
         "--wave",
         type=int,
@@ -100,6 +114,7 @@ def build_events(args: argparse.Namespace, questions: list) -> list:  # type: ig
         if args.s_min is not None:
             s.policy.s_min = args.s_min
         s.policy.options_json = getattr(args, "options", "") or ""
+        s.batch_id = getattr(args, "batch_id", None) or ""
         if getattr(args, "budget", None) is not None:
             s.batch.batch_id = args.batch_id or ""
             s.batch.token_budget = max(0, args.budget)
@@ -116,11 +131,32 @@ def build_events(args: argparse.Namespace, questions: list) -> list:  # type: ig
     return out
 
 
+def batch_id(args: argparse.Namespace) -> str:
+    """``--batch-id`` (checked), else a new one from the time and 6 random hex digits."""
+    import secrets
+    import time
+
+    from optscale.batch_progress import new_batch_id
+    from optscale.ids import check_question_id
+
+    if args.batch_id is not None:
+        return check_question_id(args.batch_id, "batch-id")
+    return new_batch_id(time.time(), secrets.token_hex(3))
+
+
 def run(args: argparse.Namespace) -> int:
     import asyncio
+    import sys
+    import time
 
+    from optscale.commands._batch_record import (
+        kafka_bootstrap,
+        record_batch,
+        redis_at,
+        redis_settings,
+    )
     from optscale.datasets import load_dataset, load_questions_jsonl
-    from optscale.errors import InvalidArgumentError
+    from optscale.errors import BackendUnavailableError, InvalidArgumentError
 
     if bool(args.questions) == bool(args.dataset):
         raise InvalidArgumentError("questions", args.questions, "give a file or --dataset")
@@ -129,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
         if args.dataset
         else load_questions_jsonl(args.questions, limit=args.limit, offset=args.offset)
     )
+    if not qs:
+        raise InvalidArgumentError("questions", args.questions or args.dataset, "none to submit")
     apply_params(args, [q.id for q in qs])
     if args.dataset:  # MATH ids have '/', the sample-id separator: sent with ':' instead
         from dataclasses import replace
@@ -136,12 +174,20 @@ def run(args: argparse.Namespace) -> int:
         from optscale.ids import pipeline_id
 
         qs = [replace(q, id=pipeline_id(q.id)) for q in qs]
+    args.batch_id = batch_id(args)
     events = build_events(args, qs)
+    bootstrap = kafka_bootstrap(args.bootstrap)
+    url, ttl_ms = redis_settings(args.redis_url)
+
+    async def record() -> tuple[int, int]:
+        async with redis_at(url) as r:
+            ids = [e.question_id for e in events]
+            return await record_batch(r, args.batch_id, ids, time.time(), ttl_ms)
 
     async def send() -> None:
         from services.common import kafka
 
-        p = await kafka.producer(args.bootstrap)
+        p = await kafka.producer(bootstrap)
         try:
             for e in events:
                 await p.send(
@@ -151,6 +197,17 @@ def run(args: argparse.Namespace) -> int:
         finally:
             await p.stop()
 
-    asyncio.run(send())
-    print(f"submitted {len(events)} questions to {args.bootstrap}")
+    added, total = asyncio.run(record())
+    try:
+        asyncio.run(send())
+    except Exception as exc:
+        raise BackendUnavailableError(
+            f"sending to {bootstrap} failed ({exc!r}); batch {args.batch_id} already counts "
+            f"these questions: submit them again with --batch-id {args.batch_id}"
+        ) from exc
+    print(f"submitted {len(events)} questions to {bootstrap}", file=sys.stderr)
+    if total != len(events):
+        print(f"batch {args.batch_id} now has {total} questions ({len(events) - added} of "
+              "these were in it already)", file=sys.stderr)
+    print(f"batch {args.batch_id} {len(events)} questions", flush=True)
     return 0
