@@ -1,9 +1,10 @@
 """The dashboard's and the alert rules' metrics, scraped from a running local stack
 (`optscale stack up --metrics-base`): a batch of questions (sim generator with a per-token
-delay, so stops cancel samples in flight) plus one poison message for the controller and one
-for the verifier. Every metric the dashboard or the rules name is served, each by the service
-that owns it with the value the batch implies; and, when Debian's ``prometheus`` is
-installed, a real Prometheus scrapes the stack and every dashboard query returns data."""
+delay, so stops cancel samples in flight; half of it submitted with params recording a dev BoN
+curve) plus one poison message for the controller and one for the verifier. Every metric the
+dashboard or the rules name is served, each by the service that owns it with the value the
+batch implies; and, when Debian's ``prometheus`` is installed, a real Prometheus scrapes the
+stack and every dashboard query returns data."""
 
 from __future__ import annotations
 
@@ -31,7 +32,18 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("generator", "verifier", "predictor", "controller")
 N_QUESTIONS = 8  # plus one cancelled in flight: "long"
+CURVE_IDS = {f"d{i}" for i in range(N_QUESTIONS // 2, N_QUESTIONS)}  # submitted with --params
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+# params (as `optscale calibrate` writes them) whose dev BoN curve, 0.1 accuracy per k, reaches
+# the policy's dev accuracy 0.45 at k_eq = 4.5
+K_EQ = 4.5
+CURVE_PARAMS = {
+    "policy": "optscale0", "n_max": 8, "alpha": 0.9, "s_min": 0.85, "policy_params": {},
+    "dev": {"accuracy": 0.45, "bon_curve": [
+        {"k": k, "tokens_per_question": 100.0 * k, "accuracy": k / 10} for k in range(1, 9)
+    ]},
+    "tuned_on": {"pool": "dev", "pool_sha256": "0", "split": "dev", "question_ids": ["dev0"]},
+}
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -70,7 +82,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
     base = free_port_block(11)  # 4 gRPC, broker, redis, 4 metrics, prometheus
     d = tmp_path_factory.mktemp("stack")
     ports = {s: base + 6 + i for i, s in enumerate(SERVICES)}
-    ports.update(broker=base + 4, prometheus=base + 10, controller_grpc=base + 3)
+    ports.update(broker=base + 4, redis=base + 5, prometheus=base + 10, controller_grpc=base + 3)
     env = {**os.environ, "OPTSCALE_GENERATOR_SIM_TOKEN_DELAY": "0.002"}
     up = _cli(
         "stack", "up", "--dir", str(d), "--broker-port", str(base + 4), "--redis-port",
@@ -95,8 +107,14 @@ def batch(
         for i in range(N_QUESTIONS)
     ))
     _cancel_one_in_flight(stack)
-    sub = _cli("submit", str(questions), "--bootstrap", bootstrap, "--n-max", "8",
-               "--s-min", "0.85", "--max-tokens", "256")
+    flags = ("--bootstrap", bootstrap, "--redis-url", f"redis://127.0.0.1:{stack['redis']}/0",
+             "--n-max", "8", "--s-min", "0.85", "--max-tokens", "256")
+    half = N_QUESTIONS // 2  # the second half with params recording a dev BoN curve
+    sub = _cli("submit", str(questions), "--limit", str(half), *flags)
+    assert sub.returncode == 0, sub.stdout + sub.stderr
+    params = tmp_path_factory.mktemp("p") / "params.json"
+    params.write_text(json.dumps(CURVE_PARAMS))
+    sub = _cli("submit", str(questions), "--offset", str(half), "--params", str(params), *flags)
     assert sub.returncode == 0, sub.stdout + sub.stderr
     results = asyncio.run(_poison_and_collect(bootstrap))
     (long,) = [r for r in results if r.question_id == "long"]
@@ -172,6 +190,15 @@ def test_each_service_serves_what_the_batch_implies(
     assert total(ctl, "optscale_controller_tokens_used_total") == used
     bon = sum(r.completion_tokens / r.samples_used * r.n_max for r in batch if r.samples_used)
     assert total(ctl, "optscale_controller_tokens_bon_nmax_total") == pytest.approx(bon)
+    curve = [r for r in batch if r.question_id in CURVE_IDS and r.samples_used]
+    assert len(curve) == N_QUESTIONS // 2
+    assert total(ctl, "optscale_controller_bon_curve_results_total") == len(curve)
+    assert total(ctl, "optscale_controller_tokens_used_bon_curve_total") == sum(
+        r.completion_tokens for r in curve
+    )
+    assert total(ctl, "optscale_controller_tokens_bon_curve_total") == pytest.approx(
+        sum(r.completion_tokens / r.samples_used * K_EQ for r in curve)
+    )
     with_n_star = sum(r.HasField("n_star") for r in batch)
     assert total(ctl, "optscale_controller_n_star_count") == with_n_star
     assert total(ctl, "optscale_controller_samples_used_sum") == sum(r.samples_used for r in batch)
