@@ -30,6 +30,9 @@ asc        adaptive-consistency: one sample at a time, stop when
            P(p_top > p_second | Beta(v1 + 1, v2 + 1)) > ``threshold`` (Aggarwal et al., 2023)
 dsc_prior  DSC per question: easy (prior mu_bar >= ``easy_mu``) answers with one sample, hard
            ones sample windows of ``window`` until one agrees; majority vote
+dsc        batch DSC (:mod:`optscale.batch_dsc`): one question of a ranked batch; the driver
+           shares the batch's easy/hard boundary on a board (options ``dsc_batch``, ``rank``,
+           ``batch_size``, ``dsc_window``)
 mr_thinking  Multi-round Thinking: one round at a time, each shown the previous answer (the
            driver builds the prompt); the last round answers (``stop_when_unchanged``)
 oracle     offline only: stop at the first sample whose answer is ``target_answer``
@@ -273,6 +276,7 @@ PRIOR_POLICIES = ("optscalet", "dsc_prior")  # policies that need a per-question
 OPTION_NAMES = (
     "initial", "prior_first", "pace", "window", "threshold", "batch",
     "price", "p_correct", "wave", "select", "easy_mu", "stop_when_unchanged", "bon_curve_k_eq",
+    "dsc_batch", "rank", "batch_size", "dsc_window",
 )  # fmt: skip
 
 
@@ -301,6 +305,10 @@ def make_policy(
     OptScale's initial batch (default ceil(N_max/3)); ``prior_first`` (optscalet, without
     ``initial``): the first dispatch is N* of the prior, the bound is checked from score 1."""
     n_max = int_at_least("n_max", n_max, 1)
+    if name == "dsc":  # a batch policy: not in POLICY_NAMES (replay runs it over the batch)
+        from optscale.batch_dsc import make_batch_dsc
+
+        return make_batch_dsc(n_max, bayes)
     if name in ("bayes", "hybrid"):
         from optscale.bayes import make_bayes_policy
 
@@ -350,7 +358,7 @@ def make_policy(
         return MultiRoundThinking(name, n_max, choose_last, stop_when_unchanged)
     if name == "oracle":
         return Oracle(name, n_max, choose_best, target_answer)
-    raise InvalidArgumentError("policy", name, f"must be one of {', '.join(POLICY_NAMES)}")
+    raise InvalidArgumentError("policy", name, f"must be one of {', '.join(POLICY_NAMES)}, dsc")
 
 
 def _pace(pace: object) -> float:
