@@ -23,11 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from optscale.batch_dsc import DscBoard, DscView
 from optscale.config import QuestionConfig
 from optscale.policies import Observation
 from optscale.ports import Applied, Outcome, ScoreWrite, StoredQuestion
 
-__all__ = ["InMemoryStateStore", "PublishedMessage", "RecordingPublisher"]
+__all__ = ["InMemoryDscBoards", "InMemoryStateStore", "PublishedMessage", "RecordingPublisher"]
 
 
 @dataclass(slots=True)
@@ -59,6 +60,7 @@ class InMemoryStateStore:
         self._questions: dict[str, _Question] = {}
         self._active: dict[int, set[str]] = {}
         self._batches: dict[str, int] = {}
+        self.dsc = InMemoryDscBoards()  # batch DSC's boards (optscale.batch_dsc.DscBoards)
         self.calls = 0
 
     async def batch_spent(self, batch_id: str) -> int:
@@ -181,6 +183,19 @@ class InMemoryStateStore:
         copied = {f: getattr(s, f) for f in _COPIED}
         result = None if s.result is None else dict(s.result)
         return StoredQuestion(q, observations=tuple(s.observations), result=result, **copied)
+
+
+class InMemoryDscBoards:
+    """:class:`optscale.batch_dsc.DscBoards` in a dict: one :class:`DscBoard` per batch."""
+
+    def __init__(self) -> None:
+        self.boards: dict[str, DscBoard] = {}
+
+    async def step(self, batch: str, rank: int, probe: bool | None, window: int) -> DscView:
+        return self.boards.setdefault(batch, DscBoard()).step(rank, probe, window)
+
+    async def hard_done(self, batch: str, count: int) -> None:
+        self.boards.setdefault(batch, DscBoard()).hard_done(count)
 
 
 @dataclass(frozen=True, slots=True)

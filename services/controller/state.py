@@ -42,6 +42,7 @@ from optscale.errors import InvalidArgumentError
 from optscale.policies import Observation
 from optscale.ports import Applied, Outcome, ScoreWrite, StoredQuestion
 from services.controller.autopipeline import AutoPipeline
+from services.controller.dsc_state import RedisDscBoards
 
 _PRE = """
 local h = KEYS[1]
@@ -259,6 +260,7 @@ class RedisStateStore:
         self._finalize = redis.register_script(FINALIZE)
         self._set_add = redis.register_script(SET_ADD)
         self._set_remove = redis.register_script(SET_REMOVE)
+        self.dsc = RedisDscBoards(redis, ttl_ms=self.result_ttl_ms)  # batch DSC's boards
 
     async def _run(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
         if self.pipeline is None:

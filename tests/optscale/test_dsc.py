@@ -4,7 +4,7 @@ paid for; replay runs it on the shared orders."""
 
 from __future__ import annotations
 
-from optscale.dsc import dsc_batch
+from optscale.dsc import dsc_batch, dsc_batch_paper
 from optscale.pools import Pool, PoolQuestion, PoolSample
 from optscale.replay import ReplayConfig, replay
 
@@ -30,7 +30,7 @@ def _batch() -> list[PoolQuestion]:
 def test_the_partition_and_the_adaptive_stop() -> None:
     qs = _batch()
     orders = {q.question_id: q.samples for q in qs}
-    got = dsc_batch(qs, orders, n_max=8, window=4)
+    got = dsc_batch_paper(qs, orders, n_max=8, window=4)
     # binary search over [e0 e1 e2 h0 h1]: probes e2 (easy), h1 (hard), h0 (hard): boundary 3
     assert {q: got[q].reason.split(" (")[0] for q in got} == {
         "e0": "easy",
@@ -50,7 +50,7 @@ def test_a_given_difficulty_replaces_the_pre_sample() -> None:
     orders = {q.question_id: q.samples for q in qs}
     # claim h1 is the easiest: probes e1 (easy), h0 (hard), e2 (easy): h1 is never probed
     ease = {"h1": 1.0, "e0": 0.9, "e1": 0.8, "e2": 0.7, "h0": 0.1}
-    got = dsc_batch(qs, orders, n_max=8, window=4, difficulty=ease)
+    got = dsc_batch_paper(qs, orders, n_max=8, window=4, difficulty=ease)
     assert got["h1"].reason.startswith("easy") and got["h1"].samples == 1  # trusted the ranking
     assert not got["h1"].correct  # its one sample is wrong: the ranking's price
 
