@@ -1,6 +1,8 @@
-"""DSC over a batch: the binary search finds the easy/hard boundary of the ranking, easy
-questions answer with one sample, hard ones grow in windows until a window agrees; probes are
-paid for; replay runs it on the shared orders."""
+"""DSC over a batch: the paper's sequential algorithm (``dsc_batch_paper``: the binary search
+finds the easy/hard boundary of the ranking, easy questions answer with one sample, hard ones
+grow in windows until a window agrees; probes are paid for) and the controller's parallel
+adaptation (``dsc_batch``, replay's ``dsc`` row: the same loops and board as the controller,
+samples finishing first in, first out across the batch)."""
 
 from __future__ import annotations
 
@@ -53,6 +55,25 @@ def test_a_given_difficulty_replaces_the_pre_sample() -> None:
     got = dsc_batch_paper(qs, orders, n_max=8, window=4, difficulty=ease)
     assert got["h1"].reason.startswith("easy") and got["h1"].samples == 1  # trusted the ranking
     assert not got["h1"].correct  # its one sample is wrong: the ranking's price
+
+
+def test_the_parallel_schedule_probes_the_midpoint_while_the_others_trickle() -> None:
+    qs = _batch()
+    orders = {q.question_id: q.samples for q in qs}
+    got = dsc_batch(qs, orders, n_max=8, window=4)
+    # ranked by the pre-sample (sample 0): e0 e1 e2 h0 h1; e2 (the midpoint) probes 4 at once
+    # and agrees while e0, e1 take one sample at a time: they stop as easy with 2; then h1
+    # (midpoint of 3..4) disagrees, h0 (midpoint of 3..3) disagrees: both hard, pre-allocated 4
+    summary = {q: (e.reason, e.samples) for q, e in got.items()}
+    assert summary == {
+        "e0": ("easy", 2),
+        "e1": ("easy", 2),
+        "e2": ("easy", 4),
+        "h0": ("agreed", 8),
+        "h1": ("n_max", 8),
+    }
+    assert got["e0"].chosen_sample_id == "e0/0" and got["e0"].tokens == 10 + 20
+    assert got["h0"].correct and not got["h1"].correct
 
 
 def test_replay_runs_dsc_over_the_whole_pool() -> None:
