@@ -59,6 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "each freed slot to the question whose policy prices a sample highest (bayes/hybrid)",
     )
     parser.add_argument(
+        "--priors",
+        help="--policy dsc: rank the batch by the priors' mu_bar (easiest first): a priors file "
+        "or 'predictor[:DIR]' (the trained predictor in process; the default)",
+    )
+    parser.add_argument(
         "--options",
         default="",
         help="further policy options as JSON, e.g. '{\"pace\": 0.5}' (over --params' ones)",
@@ -86,7 +91,9 @@ def apply_params(args: argparse.Namespace, question_ids: list[str]) -> None:
         check_n_max(p, args.n_max)
         warning = check_overlap(p, question_ids, allow_overlap=args.allow_overlap)
         if warning:
-            print(warning)
+            import sys
+
+            print(warning, file=sys.stderr)  # stdout: the batch line only
         args.alpha = p.alpha if args.alpha is None else args.alpha
         args.s_min = p.s_min if args.s_min is None else args.s_min
         opts = {**dict(p.policy_params), **opts}
@@ -175,7 +182,12 @@ def run(args: argparse.Namespace) -> int:
 
         qs = [replace(q, id=pipeline_id(q.id)) for q in qs]
     args.batch_id = batch_id(args)
-    events = build_events(args, qs)
+    if args.policy == "dsc":  # batch DSC: each question's rank in the batch
+        from optscale.commands._dsc_rank import build_dsc_events
+
+        events = build_dsc_events(args, qs, build_events)
+    else:
+        events = build_events(args, qs)
     bootstrap = kafka_bootstrap(args.bootstrap)
     url, ttl_ms = redis_settings(args.redis_url)
 
