@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -139,18 +140,37 @@ def resolve_dir(name: str) -> str:
     return name
 
 
+def save_dir_atomically(out: Path, write: Callable[[Path], None]) -> Path:
+    """Build the directory ``out`` by ``write(tmp)`` into a temporary sibling, then rename it
+    into place: concurrent callers never see a partial directory, and a loser of the race
+    keeps the winner's (``out/config.json`` marks a complete one)."""
+    import shutil
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
+    try:
+        tmp.mkdir()
+        write(tmp)
+        try:
+            tmp.rename(out)
+        except OSError:
+            if not (out / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def _gguf_as_hf_dir(key: str) -> Path:
     out = model_cache() / f"{key}-hf"
     if (out / "config.json").is_file():
         return out
-    import shutil
-
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = resolve_gguf(key)
-    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model: Any = AutoModelForCausalLM.from_pretrained(
             str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16
@@ -161,11 +181,5 @@ def _gguf_as_hf_dir(key: str) -> Path:
             del model.config.quantization_config
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
-        try:
-            tmp.rename(out)  # atomic: concurrent callers never see a partial directory
-        except OSError:
-            if not (out / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+
+    return save_dir_atomically(out, write)

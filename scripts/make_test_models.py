@@ -18,12 +18,11 @@ Runs in either venv (the main one or ``.venv-vllm``); directories appear atomica
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from optscale.models import resolve_dir
+from optscale.models import resolve_dir, save_dir_atomically
 
 STEP_TOKEN = "<extra_0>"
 PRM_VERSION = "1"  # bump when the recipe below changes: a new directory is made
@@ -80,22 +79,14 @@ def tiny_prm_dir() -> Path:
         "score.2.weight": torch.randn(2, h) * h**-0.5,
         "score.2.bias": torch.zeros(2),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
-    try:
-        tmp.mkdir()
+
+    def write(tmp: Path) -> None:
         config.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "step_token.txt").write_text(f"{STEP_TOKEN} {step_id}\n", encoding="utf-8")
-        try:
-            tmp.rename(out)  # atomic: concurrent callers never see a partial directory
-        except OSError:
-            if not (out / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+
+    return save_dir_atomically(out, write)
 
 
 def main() -> int:
