@@ -63,8 +63,8 @@ def run_pool(name: str, pool: Pool, orders: int, window: int) -> None:
         k = orders * len(qs)
         print(f"\n{name}: {len(qs)} questions x {orders} orders, N_max {n}, window {window}")
         print(f"  {'rule':32s} {'accuracy':>8s} {'tokens/q':>9s} {'cut/q':>7s}")
-        for label, (ok, tok, cut) in rows.items():
-            print(f"  {label:32s} {100 * ok / k:7.1f}% {tok / k:9.0f} {cut / k:7.0f}")
+        for label, (right, tok, cut) in rows.items():
+            print(f"  {label:32s} {100 * right / k:7.1f}% {tok / k:9.0f} {cut / k:7.0f}")
         for ranking in ("pre-sample", "own mean"):
             par, pap = rows[f"dsc parallel {ranking}"], rows[f"dsc paper    {ranking}"]
             print(f"  parallel / paper tokens ({ranking}): {par[1] / pap[1]:.2f}x")
