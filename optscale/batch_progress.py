@@ -49,6 +49,16 @@ class AnsweredQuestion:
         return self.completion_tokens / self.samples_used * max(self.n_max, self.samples_used)
 
 
+BAR_WIDTH = 20
+
+
+def bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
+    """``[#####...............]``: ``done`` of ``total`` in ``width`` cells (rounded down, so
+    the bar is full only when all are done)."""
+    filled = width * min(done, total) // total if total > 0 else 0
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
 @dataclass
 class BatchProgress:
     """Distinct submitted question ids and the first result of each answered question; with
@@ -107,9 +117,10 @@ class BatchProgress:
         return sum(graded), len(graded)
 
     def line(self) -> str:
-        """One progress line: answered / total, tokens, saving, accuracy where graded."""
+        """One progress line: answered / total with a bar, tokens, saving, accuracy where
+        graded."""
         n, total = len(self.answered), self.total
-        pct = f" ({100 * n / total:.0f}%)" if total else ""
+        pct = f" ({100 * n / total:.0f}%) {bar(n, total)}" if total else ""
         used, bon = self.tokens()
         parts = [f"answered {n}/{total}{pct}", f"tokens {used:,}"]
         if self.batch_id is not None:

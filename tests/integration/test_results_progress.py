@@ -81,7 +81,7 @@ def test_results_until_done_and_status_show_progress_and_summary(
     assert graded == N  # every question had a reference
     bon = sum(int(r.get("completionTokens", 0)) / r["samplesUsed"] * r["nMax"] for r in results)
     final = (
-        f"answered {N}/{N} (100%) | tokens {tokens:,} | saved vs BoN@N_max "
+        f"answered {N}/{N} (100%) [{'#' * 20}] | tokens {tokens:,} | saved vs BoN@N_max "
         f"{100 * (1 - tokens / bon):.1f}% (est.) | accuracy {100 * right / N:.1f}% "
         f"({right}/{N} graded)"
     )
@@ -125,7 +125,7 @@ def test_two_batches_side_by_side_each_counts_and_ends_at_its_own_total(
     assert {r["batchId"] for r in results} == {"A"}
     tokens = sum(int(r.get("completionTokens", 0)) for r in results)
     err = out.stderr.splitlines()
-    (final,) = [line for line in err if line.startswith("batch A | answered 4/4 (100%)")]
+    (final,) = [line for line in err if line.startswith("batch A | answered 4/4 (100%) [#")]
     assert f"| tokens {tokens:,} |" in final
     assert all(line.startswith("batch A | answered ") for line in err[: err.index(final)])
     summary = err[err.index(final) + 1:]

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from optscale.batch_progress import AnsweredQuestion, BatchProgress, BatchRecord, new_batch_id
+from optscale.batch_progress import (
+    AnsweredQuestion,
+    BatchProgress,
+    BatchRecord,
+    bar,
+    new_batch_id,
+)
 from optscale.errors import DataError, InvalidArgumentError
 
 
@@ -19,14 +25,14 @@ def test_progress_line_counts_submitted_answered_tokens_saving_and_accuracy() ->
     for q in ("a", "b", "c", "d"):
         p.submit(q)
     p.submit("a")  # a duplicate submission is one question
-    assert p.line() == "answered 0/4 (0%) | tokens 0"
+    assert p.line() == "answered 0/4 (0%) [....................] | tokens 0"
     assert p.answer("a", result(300, 3, correct=True))  # BoN@8: 800
     assert p.answer("b", result(200, 1, correct=False))  # BoN@8: 1600
     assert not p.answer("a", result(999, 8))  # a republished result is not counted twice
     assert p.answer("c", result(100, 2))  # not graded; BoN@8: 400
     # used 600 of an estimated 2800: 78.6% saved; 1 of 2 graded right
     assert p.line() == (
-        "answered 3/4 (75%) | tokens 600 | saved vs BoN@N_max 78.6% (est.)"
+        "answered 3/4 (75%) [###############.....] | tokens 600 | saved vs BoN@N_max 78.6% (est.)"
         " | accuracy 50.0% (1/2 graded)"
     )
     assert not p.done
@@ -39,7 +45,7 @@ def test_a_result_whose_submission_was_not_seen_still_counts_in_the_total() -> N
     p.submit("a")
     p.answer("z", result(10, 1))
     assert p.total == 2 and not p.done
-    assert p.line().startswith("answered 1/2 (50%)")
+    assert p.line().startswith("answered 1/2 (50%) [##########..........] |")
 
 
 def test_summary_table_has_totals_and_results_by_status_and_reason() -> None:
@@ -81,11 +87,11 @@ def in_batch(batch: str, tokens: int = 100, used: int = 1) -> AnsweredQuestion:
 def test_one_batch_counts_only_its_results_against_its_recorded_total() -> None:
     p = BatchProgress(batch_id="A", expected=2)
     p.submit("x")  # submissions seen on the topic do not change a recorded total
-    assert p.line() == "batch A | answered 0/2 (0%) | tokens 0"
+    assert p.line() == "batch A | answered 0/2 (0%) [....................] | tokens 0"
     assert not p.answer("b1", in_batch("B"))  # another batch's result
     assert not p.answer("n1", in_batch(""))  # a result without a batch
     assert p.answer("a1", in_batch("A", tokens=200, used=2))
-    assert p.line().startswith("batch A | answered 1/2 (50%) | tokens 200 |")
+    assert p.line().startswith("batch A | answered 1/2 (50%) [##########..........] | tokens 200 |")
     assert not p.done
     assert p.answer("a2", in_batch("A"))
     assert p.done and p.tokens() == (300, 1600.0)
@@ -125,3 +131,11 @@ def test_new_batch_ids_carry_the_utc_time_and_pass_the_id_check() -> None:
     assert new_batch_id(1764446462.9, "3f9a1c") == "b20251129-200102-3f9a1c"
     with pytest.raises(InvalidArgumentError, match="batch-id"):
         new_batch_id(0.0, "a/b")
+
+
+def test_the_bar_fills_in_proportion_and_is_full_only_when_all_are_done() -> None:
+    assert bar(0, 8) == "[" + "." * 20 + "]"
+    assert bar(3, 8) == "[" + "#" * 7 + "." * 13 + "]"
+    assert bar(39, 40) == "[" + "#" * 19 + "." + "]"
+    assert bar(40, 40) == "[" + "#" * 20 + "]"
+    assert bar(0, 0) == "[" + "." * 20 + "]"
