@@ -67,7 +67,15 @@ from optscale.pool_model import PoolSample
 from optscale.question_state import Observation, QuestionState, int_at_least
 from optscale.truncnorm import SuffStats
 
-__all__ = ["AllocationConfig", "PosteriorCache", "allocate_batch", "allocate_orders"]
+__all__ = [
+    "AllocationConfig",
+    "PosteriorCache",
+    "allocate_batch",
+    "allocate_orders",
+    "log_wrong",
+    "p_some_correct",
+    "posterior",
+]
 
 # (stats, best score, prior, bounds, P(correct | score)) -> (gain, E[g(S)]): both pure functions
 # of the key, so a cache shared by runs over the same orders (a grid of budgets and prices)
@@ -75,6 +83,29 @@ __all__ = ["AllocationConfig", "PosteriorCache", "allocate_batch", "allocate_ord
 PosteriorCache = dict[
     tuple[SuffStats, float, GaussianPrior, Bounds, CorrectnessModel], tuple[float, float]
 ]
+
+
+def log_wrong(score: float, g: CorrectnessModel) -> float:
+    """log(1 - g(s)): one scored sample's term of log P(every sample so far is wrong)."""
+    return math.log1p(-min(g.p(score), 1.0 - 1e-12))
+
+
+def p_some_correct(log_all_wrong: float, p_new: float, left: int) -> float:
+    """The give-up posterior: P(some sample is right) = ``1 - prod_i (1 - g(s_i)) * (1 -
+    p_new) ** left`` (``log_all_wrong`` = the sum of :func:`log_wrong` over the scored samples,
+    ``left`` samples still possible, each right with ``p_new`` = E[g(S)])."""
+    return 1.0 - math.exp(log_all_wrong) * (1.0 - min(p_new, 1.0)) ** left
+
+
+def posterior(
+    stats: SuffStats, best: float, prior: GaussianPrior, bounds: Bounds, g: CorrectnessModel
+) -> tuple[float, float]:
+    """(gain of one more sample, E[g(S)]) under the MAP fit around ``prior``."""
+    fit = fit_map(stats, prior, bounds)
+    return (
+        expected_gain(best, fit.mu, fit.sigma, g),
+        expected_gain(-math.inf, fit.mu, fit.sigma, g),  # E[g(S)]
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +213,7 @@ class _Batch:
                 continue
             self.spent += length
             q.state = q.state.observe(Observation(s.sample_id, s.answer, s.score, s.tokens))
-            q.log_all_wrong += math.log1p(-min(self.cfg.p_correct.p(s.score), 1.0 - 1e-12))
+            q.log_all_wrong += log_wrong(s.score, self.cfg.p_correct)
             q.version += 1
 
     def priority(self, q: _Question) -> float | None:
@@ -196,8 +227,7 @@ class _Batch:
         gain, p_new = self.posterior(st.stats, st.best.score, q.prior)
         if cfg.give_up > 0:
             left = cfg.n_max - st.n_scored
-            p_none = math.exp(q.log_all_wrong) * (1.0 - min(p_new, 1.0)) ** left
-            if 1.0 - p_none < cfg.give_up:
+            if p_some_correct(q.log_all_wrong, p_new, left) < cfg.give_up:
                 q.reason = "give up"
                 return None
         return gain / max(st.tokens / st.n_scored, 1.0)
@@ -208,12 +238,7 @@ class _Batch:
         key = (stats, best, prior, bounds, g)
         got = self.cache.get(key)
         if got is None:
-            fit = fit_map(stats, prior, bounds)
-            got = (
-                expected_gain(best, fit.mu, fit.sigma, g),
-                expected_gain(-math.inf, fit.mu, fit.sigma, g),  # E[g(S)]
-            )
-            self.cache[key] = got
+            got = self.cache[key] = posterior(stats, best, prior, bounds, g)
         return got
 
     def episodes(self, stop_reason: str) -> dict[str, Episode]:
