@@ -276,7 +276,7 @@ PRIOR_POLICIES = ("optscalet", "dsc_prior")  # policies that need a per-question
 OPTION_NAMES = (
     "initial", "prior_first", "pace", "window", "threshold", "batch",
     "price", "p_correct", "wave", "select", "easy_mu", "stop_when_unchanged", "bon_curve_k_eq",
-    "dsc_batch", "rank", "batch_size", "dsc_window",
+    "dsc_batch", "rank", "batch_size", "dsc_window", "give_up",
 )  # fmt: skip
 
 
@@ -305,6 +305,10 @@ def make_policy(
     OptScale's initial batch (default ceil(N_max/3)); ``prior_first`` (optscalet, without
     ``initial``): the first dispatch is N* of the prior, the bound is checked from score 1."""
     n_max = int_at_least("n_max", n_max, 1)
+    if "give_up" in bayes:  # read by the controller (optscale.give_up), by no policy: checked
+        from optscale.give_up import give_up_setting
+
+        give_up_setting([("give_up", bayes.pop("give_up"))])
     if name == "dsc":  # a batch policy: not in POLICY_NAMES (replay runs it over the batch)
         from optscale.batch_dsc import make_batch_dsc
 
