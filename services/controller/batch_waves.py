@@ -6,10 +6,13 @@ freed slot goes to the waiting question whose policy prices one more sample high
 This is the greedy batch allocator of :mod:`optscale.allocation`, run over the questions this
 controller owns; the batch's token budget (``OutOfBudget``) ends it.
 
-Batch DSC (``dsc``, :mod:`optscale.batch_dsc`) shares its batch's easy/hard boundary through
-the store's board (``store.dsc``): :func:`dsc_refresh` before every decision (reporting a
-finished probe), :func:`dsc_stopped` when a hard question stops (its count pre-allocates the
-next hard one)."""
+Before every decision the worker calls :func:`refresh`: batch DSC (``dsc``,
+:mod:`optscale.batch_dsc`) reads its batch's easy/hard boundary from the store's board
+(``store.dsc``; reporting a finished probe first), and a question of a budgeted batch with a
+``give_up`` option is given up on when its posterior says no sample is likely right
+(:mod:`optscale.give_up`, the replay allocator's rule; one store read per decision for such
+questions). :func:`dsc_stopped` runs when a question stops (a hard ``dsc`` question's count
+pre-allocates the next hard one)."""
 
 from __future__ import annotations
 
@@ -18,16 +21,41 @@ import math
 from collections.abc import Iterable
 
 from optscale.batch_dsc import BatchDSC, DscBoards, hard_count, probe_report
+from optscale.give_up import GaveUp, give_up_setting, gives_up
 from optscale.loop import QuestionLoop, Stop
 from optscale.ports import StateStore
+from optscale.question_state import choose_best
 from services.controller.ownership import OwnedQuestion
 
-__all__ = ["BatchWaves", "dsc_refresh", "dsc_stopped", "over_budget"]
+__all__ = ["BatchWaves", "dsc_stopped", "over_budget", "refresh"]
 
 
-async def dsc_refresh(store: StateStore, loop: QuestionLoop) -> QuestionLoop:
-    """A ``dsc`` question's loop with a fresh view of its batch's board (its probe reported
-    first, once it has one); other loops as they are."""
+async def refresh(store: StateStore, o: OwnedQuestion, loop: QuestionLoop) -> QuestionLoop:
+    """``loop`` (the question's, possibly one score ahead of ``o.loop``) ready to decide: a
+    ``dsc`` question's view of its board refreshed, a question given up on stopped."""
+    loop = await _dsc_view(store, loop)
+    if await _given_up(store, o, loop):
+        choose = getattr(loop.policy, "choose", choose_best)
+        loop = dataclasses.replace(loop, policy=GaveUp(loop.policy.name, loop.policy.n_max, choose))
+    return loop
+
+
+async def _given_up(store: StateStore, o: OwnedQuestion, loop: QuestionLoop) -> bool:
+    cfg, st = o.config, loop.state
+    if cfg.batch_budget is None or st.best is None or isinstance(loop.policy, GaveUp):
+        return False
+    level, g = give_up_setting(cfg.options)
+    if level <= 0:
+        return False
+    sq = await store.get(o.question_id)
+    stored = sq.observations if sq is not None else ()
+    scores = [ob.score for ob in stored]
+    if st.last is not None and all(ob.sample_id != st.last.sample_id for ob in stored):
+        scores.append(st.last.score)  # the score being applied (not in the store yet)
+    return gives_up(st, scores, n_max=loop.policy.n_max, level=level, g=g, prior=cfg.prior)
+
+
+async def _dsc_view(store: StateStore, loop: QuestionLoop) -> QuestionLoop:
     pol = loop.policy
     if not isinstance(pol, BatchDSC):
         return loop

@@ -44,7 +44,7 @@ from services.common.metrics import (
     CONTROLLER_WAITING,
     observe_bon_curve,
 )
-from services.controller.batch_waves import BatchWaves, dsc_refresh, dsc_stopped, over_budget
+from services.controller.batch_waves import BatchWaves, dsc_stopped, over_budget, refresh
 from services.controller.lease import Leaser, cancel_all
 from services.controller.ownership import OwnedQuestion, QuestionOwnership
 from services.controller.questions import SubmitDefaults, config_from_submitted, differences
@@ -193,7 +193,7 @@ class ControllerWorker(QuestionOwnership):
         if o is not None:
             # step the loop with this score first: when the action is to sample more, the
             # score and that dispatch go to the store as one atomic transition (one round trip)
-            stepped = await dsc_refresh(self.store, o.loop.scored(ob))
+            stepped = await refresh(self.store, o, o.loop.scored(ob))
             if await over_budget(self.store, o, ob.tokens):
                 stepped = stepped.apply(OutOfBudget())
             action = stepped.next_action()
@@ -263,7 +263,7 @@ class ControllerWorker(QuestionOwnership):
     async def _advance(self, o: OwnedQuestion, *, slots: int | None = None) -> None:
         """Carry out what the question's loop says now. In a batch with a wave limit a wanted
         sample waits for a slot, unless ``slots`` are being handed to it (:meth:`_release`)."""
-        o.loop = await dsc_refresh(self.store, o.loop)  # batch DSC: the batch's board
+        o.loop = await refresh(self.store, o, o.loop)  # batch DSC's board, give-up
         if await over_budget(self.store, o, 0):
             o.loop = o.loop.apply(OutOfBudget())
         action = o.loop.next_action()
