@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import glob
 import importlib
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
 
-from optscale.pools import read_pool
+from optscale.params import pool_sha256
+from optscale.pools import read_pool, split_pool
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -36,3 +38,12 @@ def test_replay_tokens_and_pareto_replay_the_union() -> None:
     assert _load("replay_tokens").default_pools()[0] == rp.GSM8K_POOL_GLOB
     pc = _load("pareto_common")
     assert pc.load_pool("gsm8k", pc.Options()).name == rp.read_recorded_gsm8k().name
+
+
+def test_the_embedded_default_was_chosen_on_the_current_unions_dev_half() -> None:
+    doc = json.loads((BENCH / "data" / "embedded-default.json").read_text(encoding="utf-8"))
+    dev, _ = split_pool(_load("recorded_pools").read_recorded_gsm8k())
+    rerun = "the recorded pool changed: rerun benchmarks/embedded_default.py --write"
+    assert doc["tuned_on"]["pool"] == dev.name.removesuffix("[dev]"), rerun
+    assert doc["tuned_on"]["question_ids"] == sorted(q.question_id for q in dev.questions), rerun
+    assert doc["tuned_on"]["pool_sha256"] == pool_sha256(dev), rerun
