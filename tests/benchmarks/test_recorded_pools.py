@@ -1,5 +1,6 @@
 """The recorded GSM8K pool the benchmarks use is every recorded file read as one pool
-(benchmarks/recorded_pools.py), in replay_tokens and pareto alike."""
+(benchmarks/recorded_pools.py), in replay_tokens and pareto alike, and the embedded default is
+chosen on its dev half."""
 
 from __future__ import annotations
 
