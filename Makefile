@@ -11,12 +11,12 @@ setup:
 setup-vllm:
 	bash scripts/setup.sh vllm
 
-# The main job on the embedded default (CPU, no servers): 10 GSM8K questions beyond the recorded
+# The main job on the embedded default (CPU, no servers): the last 10 GSM8K test questions, beyond the recorded
 # pool's, with the packaged Qwen2.5-Coder-1.5B on llama.cpp and the confidence scorer; policy,
 # N_max and step aggregation are the ones benchmarks/embedded_default.py chose on the pool's dev
 # half (benchmarks/data/embedded-default.json; tests/optscale/test_main_job.py keeps them equal).
 run: setup
-	$(PY) -m optscale solve --dataset gsm8k --offset 100 --limit 10 --policy wsc --n-max 4 \
+	$(PY) -m optscale solve --dataset gsm8k --offset 1300 --limit 10 --policy wsc --n-max 4 \
 		--aggregation last --out runs/solve.jsonl
 
 # Replay every stopping policy on the shared scored-sample file (Table-1 layout, seconds).

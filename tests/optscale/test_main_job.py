@@ -10,6 +10,7 @@ from pathlib import Path
 
 from optscale.cli import build_parser
 from optscale.datasets import load_dataset
+from optscale.pools import read_pools
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,3 +49,12 @@ def test_make_run_answers_questions_the_choice_was_not_tuned_on(shared_datasets:
     doc = json.loads((ROOT / "benchmarks/data/embedded-default.json").read_text())
     run_ids = {q.id for q in load_dataset("gsm8k", limit=args.limit, offset=args.offset)}
     assert run_ids and not run_ids & set(doc["tuned_on"]["question_ids"])
+
+
+def test_make_run_answers_questions_beyond_every_recorded_pool(shared_datasets: Path) -> None:
+    """The README says make run's questions lie beyond the recorded pool's (the pool grows from
+    GSM8K's first questions): none of them is in any recorded file, dev or test half."""
+    args = build_parser().parse_args(_run_recipe())
+    run_ids = {q.id for q in load_dataset("gsm8k", limit=args.limit, offset=args.offset)}
+    pool = read_pools([str(ROOT / "benchmarks/data/gsm8k*-qwen1.5b-confidence*.jsonl.gz")])
+    assert run_ids and not run_ids & {q.question_id for q in pool.questions}
