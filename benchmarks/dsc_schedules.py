@@ -5,7 +5,7 @@ and self-consistency at N_max, on the same sample orders of each pool. Prints ac
 per question (completed samples; the parallel schedule's cut samples beside) and the token
 ratio parallel / paper, all measured in this run.
 
-    .venv/bin/python benchmarks/dsc_schedules.py [--orders 20] [--window 4]
+    .venv/bin/python benchmarks/dsc_schedules.py [--orders 20] [--window 4] [--semi]
 
 Ranking: by the pre-sample (each question's first sample's score, as without priors), and by
 the question's own mean score (an oracle-quality prior: the best ranking a predictor could
@@ -42,7 +42,7 @@ def run_pool(name: str, pool: Pool, orders: int, window: int) -> None:
     qs = pool.questions
     per_q = {q.question_id: sample_orders(q, orders, 0) for q in qs}
     mean_score = {q.question_id: sum(s.score for s in q.samples) / len(q.samples) for q in qs}
-    for n in (8, 16):
+    for n in (8, 16, 64):
         if n > pool.min_samples:
             continue
         rows: dict[str, list[float]] = {}
@@ -74,10 +74,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--orders", type=int, default=20)
     ap.add_argument("--window", type=int, default=4)
+    ap.add_argument("--semi", action="store_true", help="also the semi-synthetic 64-sample pools")
     args = ap.parse_args()
     run_pool("recorded GSM8K (confidence)", read_recorded_gsm8k(), args.orders, args.window)
     math = read_pool(str(datasets_dir() / "samples" / "qwen25math_rm8_math100.jsonl"))
     run_pool("MATH sample file (PRM)", math, args.orders, args.window)
+    if args.semi:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from semisynthetic_models import build_pool
+
+        for kind in ("calibrated", "noisy"):
+            run_pool(f"semi-synthetic MATH-500 x 64 ({kind})", build_pool(kind), args.orders, 4)
 
 
 if __name__ == "__main__":
