@@ -6,7 +6,10 @@ the batch) gives exactly the episodes of replay's ``dsc_batch`` on the same answ
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
+
+import pytest
 
 from optscale.dsc import dsc_batch
 from optscale.pools import PoolQuestion, PoolSample
@@ -30,18 +33,19 @@ def _tokens(i: int) -> int:
     return 10 * (i + 1)
 
 
-def _submit(q: str, batch: str = "d1") -> Any:
-    opts = {"dsc_batch": batch, "rank": RANKED.index(q), "batch_size": len(RANKED)}
+def _submit(q: str, batch: str = "d1", ranked: list[str] = RANKED) -> Any:
+    opts = {"dsc_batch": batch, "rank": ranked.index(q), "batch_size": len(ranked)}
     return submitted(q, n_max=8, policy="dsc", seed=1, options=json.dumps(opts))
 
 
-async def _run_fifo(store: Any) -> dict[str, Any]:
+async def _run_fifo(store: Any, answers: dict[str, str] = ANSWERS) -> dict[str, Any]:
     """Submit in rank order, then score the oldest unscored sample of a question still running,
     one at a time: the schedule replay's dsc_batch simulates."""
     w, gen, pub = harness.worker(store)
     await w.assign({0})
-    for q in RANKED:
-        await w.handle(_submit(q), 0)
+    ranked = list(answers)
+    for q in ranked:
+        await w.handle(_submit(q, ranked=ranked), 0)
     await settle()
     fifo: list[tuple[str, int]] = []
     seen = 0
@@ -54,22 +58,22 @@ async def _run_fifo(store: Any) -> dict[str, Any]:
         if not fifo:
             break
         q, i = fifo.pop(0)
-        ev = scored(q, i, 0.5, answer=ANSWERS[q][i], tokens=_tokens(i))
+        ev = scored(q, i, 0.5, answer=answers[q][i], tokens=_tokens(i))
         await w.handle(ev, 0)
         await settle()
     return {r.question_id: r for r in results(pub)}
 
 
-def _replayed() -> dict[str, Any]:
+def _replayed(answers: dict[str, str] = ANSWERS) -> dict[str, Any]:
     qs = [
         PoolQuestion(
             q,
             "1",
             [PoolSample(f"{q}/{i}", a, a == "1", 0.5, _tokens(i)) for i, a in enumerate(ans)],
         )
-        for q, ans in ANSWERS.items()
+        for q, ans in answers.items()
     ]
-    ease = {q: -float(r) for r, q in enumerate(RANKED)}
+    ease = {q: -float(r) for r, q in enumerate(answers)}
     return dsc_batch(qs, {q.question_id: q.samples for q in qs}, n_max=8, window=4, difficulty=ease)
 
 
@@ -95,6 +99,24 @@ async def test_the_controller_and_replay_agree_on_a_fifo_schedule(store: Any) ->
     }
     assert got["e3"].samples_used == 4 and all(got[q].samples_used < 4 for q in RANKED[:3])
     assert got["h0"].samples_used == 8 and got["h0"].answer == "1"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+async def test_they_agree_on_random_batches(store: Any, seed: int) -> None:
+    """Random answers (two values, agreeing more often for the easier ranks; easy, agreed and
+    n_max outcomes in every batch): the controller and replay decide alike."""
+    rng = random.Random(seed)
+    answers = {
+        f"r{seed}q{r}": "".join("1" if rng.random() < 1 - r / 12 else "2" for _ in range(8))
+        for r in range(9)
+    }
+    got, want = await _run_fifo(store, answers), _replayed(answers)
+    for q in answers:
+        assert (got[q].stop_reason, got[q].samples_used, got[q].chosen_sample_id) == (
+            want[q].reason,
+            want[q].samples,
+            want[q].chosen_sample_id,
+        ), (q, answers)
 
 
 async def test_the_board_is_shared_through_the_store(store: Any) -> None:
