@@ -11,7 +11,7 @@ without servers and the same tests run against the real ones.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Protocol
 
@@ -21,18 +21,29 @@ from optscale.stats import DEFAULT_TAU_MU, DEFAULT_TAU_SIGMA
 from optscale.types import GeneratedSample, SamplingParams, ScoredSample
 
 
+class StepJudge(Protocol):
+    """Prefix pruning in the engine: a generator that knows a sample's steps while it decodes
+    calls the judge at each step end (a blank line) with the sample's id and the mean token
+    log-probs of its steps so far; ``True`` aborts the sample there (it comes back with
+    ``finish_reason="pruned"``, the tokens decoded by then and no answer). Called from the
+    generator's decode thread. A generator without step log-probs never calls it."""
+
+    def __call__(self, sample_id: str, step_logprobs: Sequence[float]) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class GenerateRequest:
     """Ask for ``k`` samples of one question.
 
     Sample ids are ``f"{question_id}/{first_index + i}"``; sample ``i`` uses ``params.seed +
-    i`` when a seed is set."""
+    i`` when a seed is set. ``step_judge``: in-process only (it is not sent over gRPC)."""
 
     question_id: str
     prompt: str
     k: int
     params: SamplingParams
     first_index: int = 0
+    step_judge: StepJudge | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,19 +23,29 @@ sample looked bad), the answer is wrong in replay.
 
 **Edge cases.** No step scores, or no recorded step token ends: never pruned. The last step is
 never judged (the sample is finished by then). ``z = inf``: pruning off.
+
+**In the engine** (``optscale solve --prune-z``): :class:`LiveStepJudge` is the
+:class:`~optscale.ports.StepJudge` the embedded solver puts on each generate request of a
+question. The generator calls it at every step end while the sample decodes (llama.cpp at each
+blank line; it cannot know a step is the last one, so a sample whose final step ends with a
+blank line may be judged there, which replay never does); the judge turns the step log-probs
+into step scores as the ``confidence`` scorer does (``exp``) and applies :meth:`PrefixPruning.
+judge` against the finished samples' final scores, which the solver adds as they are scored
+(:meth:`LiveStepJudge.finished_score`) — the same reference :func:`optscale.episode.run_episode`
+keeps.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from optscale.aggregate import aggregate, check_aggregation
 from optscale.errors import InvalidArgumentError
 from optscale.truncnorm import SuffStats
 
-__all__ = ["PrefixPruning"]
+__all__ = ["LiveStepJudge", "PrefixPruning"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +81,38 @@ class PrefixPruning:
 
     def prune(self, finished: SuffStats, step_scores: Sequence[float], steps: int) -> bool:
         """Prune a sample whose first ``steps`` of ``len(step_scores)`` steps are in?"""
-        if steps < self.min_steps or steps >= len(step_scores):
+        if steps >= len(step_scores):
+            return False
+        return self.judge(finished, step_scores[:steps])
+
+    def judge(self, finished: SuffStats, prefix_scores: Sequence[float]) -> bool:
+        """Prune a sample whose steps so far scored ``prefix_scores`` (not its last step)?"""
+        if len(prefix_scores) < self.min_steps:
             return False
         limit = self.threshold(finished)
-        return limit is not None and self.prefix_score(step_scores, steps) < limit
+        return limit is not None and aggregate(self.aggregation, prefix_scores) < limit
+
+
+@dataclass(slots=True)
+class LiveStepJudge:
+    """One question's :class:`~optscale.ports.StepJudge` for the embedded solver: prefix
+    scores from the confidence scorer's step scores (``exp`` of a step's mean token log-prob),
+    judged against the final scores of the question's samples finished so far."""
+
+    pruning: PrefixPruning
+    finished: SuffStats = field(default_factory=SuffStats)
+    judged: int = 0  # step ends the generator asked about (a test can wait on it)
+
+    def finished_score(self, score: float) -> None:
+        """A sample of the question finished (not pruned) and scored ``score``."""
+        self.finished = self.finished.add(score)  # one assignment: safe across threads
+
+    def step_scores(self, step_logprobs: Sequence[float]) -> tuple[float, ...]:
+        return tuple(math.exp(lp) for lp in step_logprobs)
+
+    def prefix_score(self, step_logprobs: Sequence[float]) -> float:
+        return aggregate(self.pruning.aggregation, self.step_scores(step_logprobs))
+
+    def __call__(self, sample_id: str, step_logprobs: Sequence[float]) -> bool:
+        self.judged += 1
+        return self.pruning.judge(self.finished, self.step_scores(step_logprobs))

@@ -9,6 +9,13 @@ controller drive too (through Kafka/Redis there, through the in-process ports he
    score;
 3. on stop, every open stream is closed, which aborts the unfinished samples.
 
+With ``pruning`` (``optscale solve --prune-z``; :mod:`optscale.pruning`) each request carries
+the question's :class:`~optscale.pruning.LiveStepJudge`: the generator asks it at every step
+end and aborts a judged-out sample there. A pruned sample is scored with its prefix score (no
+verifier call), has no answer, and enters the loop as replay's pruned samples do; a finished
+sample's score is added to the judge's reference once scored, and the generator's stream waits
+until then before it goes on (so a lockstep generator such as the sim judges as replay does).
+
 With llama.cpp on CPU one model instance decodes one sequence at a time, so "in flight"
 samples are generated one after the other, but the logic is the same as with a batched GPU
 engine: the bound is re-evaluated on every arriving score.
@@ -30,6 +37,7 @@ from optscale.loop import Dispatch, QuestionLoop, Stop
 from optscale.policies import Observation, Policy
 from optscale.pool_io import iter_json_lines
 from optscale.ports import GenerateRequest, GeneratorClient, VerifierClient
+from optscale.pruning import LiveStepJudge, PrefixPruning
 from optscale.types import GeneratedSample, Question, SamplingParams, ScoredSample
 
 __all__ = [
@@ -67,6 +75,8 @@ class QuestionResult:
     seconds: float
     policy: str
     n_max: int
+    samples_pruned: int = 0  # aborted at a step end (counted in samples_used)
+    pruned_tokens: int = 0  # what the pruned samples decoded (counted in tokens)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -86,6 +96,9 @@ class RunStats:
     n_max: int = 0
     cancelled: int = 0
     failed: int = 0
+    pruned: int = 0
+    pruned_tokens: int = 0
+    prune_z: float | None = None  # prefix pruning on (its z), else None
     results: list[QuestionResult] = field(default_factory=list)
 
     def add(self, r: QuestionResult) -> None:
@@ -95,6 +108,8 @@ class RunStats:
         self.tokens += r.tokens
         self.cancelled += r.samples_cancelled
         self.failed += r.samples_failed
+        self.pruned += r.samples_pruned
+        self.pruned_tokens += r.pruned_tokens
         if r.correct is not None:
             self.graded += 1
             self.correct += int(r.correct)
@@ -119,6 +134,17 @@ class RunStats:
                 f"/question of N_max={self.n_max})",
             ),
             ("samples cancelled / failed", f"{self.cancelled} / {self.failed}"),
+            *(
+                [
+                    (
+                        "samples pruned",
+                        f"{self.pruned} (prefix pruning z={self.prune_z}; their "
+                        f"{self.pruned_tokens} tokens are in the completion tokens)",
+                    )
+                ]
+                if self.prune_z is not None
+                else []
+            ),
             (
                 "completion tokens",
                 f"{self.tokens} ({self.tokens / max(1, self.questions):.0f}/question; completed "
@@ -145,6 +171,7 @@ async def solve_question(
     *,
     dataset: str | None = None,
     on_sample: Callable[[ScoredSample], None] | None = None,
+    pruning: PrefixPruning | None = None,
 ) -> tuple[QuestionResult, list[ScoredSample]]:
     """Drive the question's :class:`~optscale.loop.QuestionLoop`: open one generate stream per
     dispatch, score each finished sample at once and feed it to the loop; on stop, cancel the
@@ -156,23 +183,30 @@ async def solve_question(
     style = dataset or question.dataset or "math"
     prompt = build_prompt(question)
     loop = QuestionLoop.start(question.id, policy, seed=params.seed)
-    finished: asyncio.Queue[GeneratedSample | None] = asyncio.Queue()  # None: a failed sample
+    # (sample, None: a failed one; set when the sample is in the loop, with a step judge)
+    finished: asyncio.Queue[tuple[GeneratedSample | None, asyncio.Future[None] | None]]
+    finished = asyncio.Queue()
     tasks: list[asyncio.Task[None]] = []
     scored: list[ScoredSample] = []
     by_id: dict[str, ScoredSample] = {}
+    judge = LiveStepJudge(pruning) if pruning is not None else None
+    pruned: list[ScoredSample] = []
 
     async def pump(req: GenerateRequest) -> None:
         got = 0
         try:
             async for s in generator.generate(req):
                 got += 1
-                await finished.put(s)
+                seen = asyncio.get_running_loop().create_future() if judge else None
+                await finished.put((s, seen))
+                if seen is not None:
+                    await seen  # the judge's reference is up to date before decoding goes on
         except asyncio.CancelledError:
             raise
         except Exception:  # a failed stream fails its remaining samples
             pass
         for _ in range(req.k - got):
-            await finished.put(None)
+            await finished.put((None, None))
 
     action = loop.next_action()
     try:
@@ -184,12 +218,21 @@ async def solve_question(
                     k=action.k,
                     params=replace(params, seed=action.first_seed),
                     first_index=action.first_index,
+                    step_judge=judge,
                 )
                 loop = loop.dispatched(action.first_index, action.k)
                 tasks.append(asyncio.create_task(pump(req)))
-            item = await finished.get()
+            item, seen = await finished.get()
             if item is None or item.finish_reason in ("error", "aborted"):
                 loop = loop.failed(1)
+            elif item.finish_reason == "pruned" and judge is not None:
+                sc = _pruned_sample(item, judge)
+                pruned.append(sc)
+                scored.append(sc)
+                by_id[sc.sample_id] = sc
+                if on_sample is not None:
+                    on_sample(sc)
+                loop = loop.scored(Observation(sc.sample_id, None, sc.score, sc.tokens))
             else:
                 sample = item
                 if sample.answer is None:
@@ -200,6 +243,10 @@ async def solve_question(
                 if on_sample is not None:
                     on_sample(sc)
                 loop = loop.scored(Observation(sc.sample_id, sc.answer, sc.score, sc.tokens))
+                if judge is not None:
+                    judge.finished_score(sc.score)
+            if seen is not None:
+                seen.set_result(None)
             action = loop.next_action()
     finally:
         for t in tasks:
@@ -231,8 +278,17 @@ async def solve_question(
         seconds=round(time.perf_counter() - t0, 3),
         policy=policy.name,
         n_max=policy.n_max,
+        samples_pruned=len(pruned),
+        pruned_tokens=sum(sc.tokens for sc in pruned),
     )
     return result, scored
+
+
+def _pruned_sample(sample: GeneratedSample, judge: LiveStepJudge) -> ScoredSample:
+    """A sample the generator aborted at a step end: its prefix score, no answer."""
+    steps = sample.step_logprobs
+    score = judge.prefix_score(steps) if steps else 0.0
+    return ScoredSample(replace(sample, answer=None), score, judge.step_scores(steps))
 
 
 def read_result_ids(path: str | Path) -> set[str]:
@@ -315,9 +371,11 @@ async def solve_all(
     dataset: str | None = None,
     on_result: Callable[[QuestionResult, list[ScoredSample]], None] | None = None,
     on_sample: Callable[[ScoredSample], None] | None = None,
+    pruning: PrefixPruning | None = None,
 ) -> RunStats:
-    """Solve questions one after another (one CPU model instance)."""
-    stats = RunStats(n_max=n_max)
+    """Solve questions one after another (one CPU model instance); ``pruning``: prefix
+    pruning in the generator (:func:`solve_question`)."""
+    stats = RunStats(n_max=n_max, prune_z=None if pruning is None else pruning.z)
     t0 = time.perf_counter()
     for q in questions:
         result, scored = await solve_question(
@@ -328,6 +386,7 @@ async def solve_all(
             params,
             dataset=dataset,
             on_sample=on_sample,
+            pruning=pruning,
         )
         stats.add(result)
         stats.seconds = time.perf_counter() - t0

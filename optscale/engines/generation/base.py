@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from optscale.errors import InvalidArgumentError
-from optscale.ports import GenerateRequest
+from optscale.ports import GenerateRequest, StepJudge
 
 MAX_PROMPT_CHARS = 32_000
 STEP_SEPARATOR = "\n\n"
@@ -52,7 +52,8 @@ class LogprobSummary:
     _step_n: int = 0
     _tail: str = ""
 
-    def add(self, logprob: float, piece: str, self_certainty: float = 0.0) -> None:
+    def add(self, logprob: float, piece: str, self_certainty: float = 0.0) -> bool:
+        """Count one decoded token; ``True`` when it closed a step."""
         self.total += logprob
         self.n += 1
         self.certainty += self_certainty
@@ -60,14 +61,17 @@ class LogprobSummary:
         self._step_n += 1
         self._tail = (self._tail + piece)[-8:]
         if STEP_SEPARATOR in self._tail:
-            self._close_step()
             self._tail = ""
+            return self._close_step()
+        return False
 
-    def _close_step(self) -> None:
-        if self._step_n:
+    def _close_step(self) -> bool:
+        closed = self._step_n > 0
+        if closed:
             self.steps.append(self._step_total / self._step_n)
             self.step_ends.append(self.n)
         self._step_total, self._step_n = 0.0, 0
+        return closed
 
     def finish(self) -> tuple[float | None, float | None, tuple[float, ...]]:
         """(mean log-prob, mean self-certainty, per-step mean log-probs)."""
@@ -75,6 +79,11 @@ class LogprobSummary:
         if not self.n:
             return None, None, ()
         return self.total / self.n, self.certainty / self.n, tuple(self.steps)
+
+
+def judged_out(judge: StepJudge | None, sample_id: str, summary: LogprobSummary) -> bool:
+    """Ask the request's step judge (if any) about a sample whose step just closed: abort?"""
+    return judge is not None and bool(judge(sample_id, tuple(summary.steps)))
 
 
 def log_softmax_at(logits: object, token: int) -> tuple[float, float]:

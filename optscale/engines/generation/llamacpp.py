@@ -22,12 +22,15 @@ One sample at a time (``Llama.generate``, the prompt's KV cache reused by prefix
 serves k == 1, ``n_parallel=1``, recurrent models and requests of which two samples do not fit
 in ``batch_n_ctx`` (logged).
 
-Samples are yielded in index order. Abort is first-class: every request has a
-:class:`threading.Event` that the decode loop checks after each step and before each sampled
-token, so a cancelled request stops all its sequences within one decode step. Token log-probs
-come from the raw logits of each step (asking the completion API for ``logprobs`` makes
-decoding ~7x slower). Sampling is plain temperature + top-p (llama.cpp's default top-k 40 and
-min-p 0.05 are off).
+Samples are yielded in index order. A request's ``step_judge`` (prefix pruning) is asked at
+each step end (a blank line) of each sample; when it says abort, that sequence stops at once,
+frees its slot and comes back ``"pruned"`` with the tokens so far and no answer; with a judge,
+samples are yielded as they finish (the judge's reference grows as they are scored). Abort is
+first-class: every request has a :class:`threading.Event` that the decode loop checks after each
+step and before each sampled token, so a cancelled request stops all its sequences within one
+decode step. Token log-probs come from the raw logits of each step (asking the completion API
+for ``logprobs`` makes decoding ~7x slower). Sampling is plain temperature + top-p (llama.cpp's
+default top-k 40 and min-p 0.05 are off).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from typing import Any
 
 from optscale.engines.generation.base import (
     LogprobSummary,
+    judged_out,
     log_softmax_at,
     sample_id,
     validate_request,
@@ -193,14 +197,15 @@ class Backend:
         )
         try:
             ready: dict[int, GeneratedSample] = {}
+            in_order = request.step_judge is None  # with a judge: as they finish
             for i in range(request.k):
-                while i not in ready:
+                while not ready or (in_order and i not in ready):
                     j, done = await queue.get()
                     if done is None:  # the engine stopped early: surface its error
                         await job
                         raise RuntimeError("llamacpp: batched decode ended without all samples")
                     ready[j] = done
-                yield ready.pop(i)
+                yield ready.pop(i if in_order else next(iter(ready)))
         except BaseException:  # cancelled or closed: stop every sequence, then re-raise
             abort.set()
             raise
@@ -254,10 +259,14 @@ class Backend:
                     break
                 out.append(tok)
                 piece = llm.detokenize([tok]).decode("utf-8", errors="ignore")
+                closed = False
                 if last_logits[0] is not None:
                     lp, sc = log_softmax_at(last_logits[0], tok)
-                    summary.add(lp, piece, sc)
+                    closed = summary.add(lp, piece, sc)
                 if len(out) >= budget:
+                    break
+                if closed and judged_out(req.step_judge, sample_id(req, i), summary):
+                    reason = "pruned"  # the step judge aborts it at this step end
                     break
         return self._sample(req, i, out, reason, summary, t0, len(prompt))
 
@@ -294,7 +303,7 @@ class Backend:
             question_id=req.question_id,
             sample_id=sample_id(req, i),
             text=text,
-            answer=extract_answer(text),
+            answer=None if reason == "pruned" else extract_answer(text),
             completion_tokens=len(out),
             finish_reason=reason,
             mean_logprob=mean_lp,
@@ -365,15 +374,10 @@ class Backend:
                         s.reason = "stop"
                         finished.append(s)
                         continue
-                    s.out.append(tok)
                     piece = self._llm.detokenize([tok]).decode("utf-8", errors="ignore")
-                    lp, sc = log_softmax_at(par.logits(row), tok)
-                    s.summary.add(lp, piece, sc)
-                    if len(s.out) >= budget:
-                        s.reason = "length"
-                        finished.append(s)
-                        continue
-                    s.token, s.pos = tok, s.pos + 1
+                    sid = sample_id(req, s.i)
+                    if s.take(tok, piece, par.logits(row), budget, req.step_judge, sid):
+                        finished.append(s)  # out of budget, or pruned at a step end
                 for s in finished:  # after the step: no token is counted once a sample is out
                     live.remove(s)
                     par.end(s.slot)

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from optscale.engines.generation.base import LogprobSummary
+from optscale.engines.generation.base import LogprobSummary, judged_out, log_softmax_at
+from optscale.ports import StepJudge
 from optscale.types import SamplingParams
 
 __all__ = ["CELL_PAD", "PENALTY_LAST_N", "Parallel", "Seq", "round_up", "seq_cells"]
@@ -45,6 +46,24 @@ class Seq:
     out: list[int] = field(default_factory=list)
     summary: LogprobSummary = field(default_factory=LogprobSummary)
     reason: str = "length"
+
+    def take(
+        self, tok: int, piece: str, logits: Any, budget: int, judge: StepJudge | None, sid: str
+    ) -> bool:
+        """Append a sampled (non-stop) token; ``True`` when the sample is done (``reason``
+        set): its budget is spent, or ``judge`` aborts it at the step end this token closed
+        (``"pruned"``). Else the token is the next one to decode."""
+        self.out.append(tok)
+        lp, sc = log_softmax_at(logits, tok)
+        closed = self.summary.add(lp, piece, sc)
+        if len(self.out) >= budget:
+            self.reason = "length"
+            return True
+        if closed and judged_out(judge, sid, self.summary):
+            self.reason = "pruned"
+            return True
+        self.token, self.pos = tok, self.pos + 1
+        return False
 
 
 class Parallel:
