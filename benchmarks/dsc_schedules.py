@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.recorded_pools import read_recorded_gsm8k
+from recorded_pools import read_recorded_gsm8k
+
 from optscale.datasets import datasets_dir
 from optscale.dsc import dsc_batch, dsc_batch_paper
 from optscale.grading import normalize_answer
