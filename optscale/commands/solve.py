@@ -93,6 +93,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="skip questions already in --record (or --out)"
     )
+    pr = parser.add_argument_group("prefix pruning (off by default)")
+    pr.add_argument(
+        "--prune-z",
+        type=float,
+        default=None,
+        metavar="Z",
+        help="abort a sample in the generator at a step end (blank line) when its prefix score "
+        "(token-confidence step scores, --aggregation) < m - Z*max(sd, 0.02) of the question's "
+        "finished samples' scores (at least 2; optscale/pruning.py); the pruned sample counts "
+        "with its prefix score and no answer. Needs --verifier confidence and --generator "
+        "llamacpp or sim. OFF by default: on the recorded GSM8K pool's dev half no Z beat no "
+        "pruning with the confidence scorer (benchmarks/prefix_pruning.py, docs/policies.md)",
+    )
+    pr.add_argument(
+        "--sim-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="--generator sim: cut each sample into N steps (default 1), so it can be pruned",
+    )
+    pr.add_argument(
+        "--prune-min-steps",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --prune-z: judge a sample only once N steps are in (default 1)",
+    )
     mr = parser.add_argument_group("generation strategy")
     mr.add_argument(
         "--strategy",
@@ -142,6 +169,8 @@ def build_backends(args: argparse.Namespace) -> tuple[Any, Any, str]:
     opts: dict[str, Any] = {"model": args.model, "seed": args.seed}
     if args.n_threads is not None:
         opts["n_threads"] = args.n_threads
+    if getattr(args, "sim_steps", None) is not None:
+        opts["steps"] = args.sim_steps  # the sim's option (other backends don't take it)
     gen = make_generator(args.generator, **opts)
     ver = make_verifier(args.verifier, aggregation=args.aggregation)  # ignored by sim
     model_name = str(getattr(gen.backend, "model_name", None) or args.model or args.generator)
@@ -246,6 +275,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n_max < 1:
         raise InvalidArgumentError("n_max", args.n_max, "must be >= 1")
+    pruning = prefix_pruning(args)
     questions = load_questions(args)
     writer = PoolWriter(args.record) if args.record else None
     out = Path(args.out)
@@ -259,6 +289,8 @@ def run(args: argparse.Namespace) -> int:
         questions = [q for q in questions if q.id not in done]
         print(f"resume: {before - len(questions)} questions already done", file=sys.stderr)
     if getattr(args, "strategy", None) == "mr-thinking":  # `optscale eval` has no --strategy
+        from optscale.commands._solve_mr import run_mr_thinking
+
         return run_mr_thinking(args, questions, out)
     make = policy_factory(args, args.policy, args.n_max, [q.id for q in questions])
     params = sampling_params(args)
@@ -267,7 +299,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{len(questions)} questions, policy={args.policy} N_max={args.n_max} "
         f"alpha={make.alpha} s_min={make.s_min}, generator={args.generator} ({model_name}), "
-        f"verifier={args.verifier}",
+        f"verifier={args.verifier}" + (f", prefix pruning z={pruning.z}" if pruning else ""),
         file=sys.stderr,
     )
     bar = tqdm(total=len(questions), unit="q", file=sys.stderr, dynamic_ncols=True)
@@ -312,6 +344,7 @@ def run(args: argparse.Namespace) -> int:
                     n_max=args.n_max,  # answers read per question.dataset (gsm8k, ...)
                     on_result=on_result,
                     on_sample=on_sample,
+                    pruning=pruning,
                 )
             )
         finally:
@@ -324,60 +357,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_mr_thinking(args: argparse.Namespace, questions: Sequence[Any], out: Any) -> int:
-    """``--strategy mr-thinking``: one row per question in ``--out`` with every round."""
-    import asyncio
-    import json
-    import sys
-
+def prefix_pruning(args: argparse.Namespace) -> Any:
+    """``--prune-z`` / ``--prune-min-steps`` as a :class:`~optscale.pruning.PrefixPruning`
+    (``None``: off); refused where the generator cannot judge steps or the scorer is not the
+    confidence scorer whose step scores the judge computes."""
     from optscale.errors import InvalidArgumentError
-    from optscale.mr_thinking import MRSettings, run_mr_thinking, summarize
-    from optscale.solve import build_prompt
+    from optscale.pruning import PrefixPruning
 
+    z = getattr(args, "prune_z", None)
+    if z is None:
+        return None
+    if args.verifier != "confidence":
+        raise InvalidArgumentError("prune_z", z, "needs --verifier confidence (step scores)")
+    if args.generator not in ("llamacpp", "sim"):
+        raise InvalidArgumentError("prune_z", z, "needs --generator llamacpp or sim")
+    if getattr(args, "strategy", "samples") != "samples":
+        raise InvalidArgumentError("prune_z", z, "prunes independent samples (--strategy samples)")
     if args.record:
         raise InvalidArgumentError(
-            "record", args.record, "pools hold independent samples; mr-thinking rounds are in --out"
+            "record", args.record, "a pool holds whole samples; pruned ones are cut (no --prune-z)"
         )
-    settings = MRSettings(args.n_max, args.stop_when_unchanged, args.carry).validate()
-    params = sampling_params(args)
-    gen, _, model_name = build_backends(args)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    print(
-        f"{len(questions)} questions, mr-thinking rounds={settings.n_rounds} "
-        f"stop_when_unchanged={settings.stop_when_unchanged} carry={settings.carry}, "
-        f"generator={args.generator} ({model_name})",
-        file=sys.stderr,
-    )
-    with out.open("a" if args.resume else "w", encoding="utf-8") as fh:
-
-        def on_result(res: Any) -> None:
-            fh.write(json.dumps(res.as_dict()) + "\n")
-            fh.flush()
-
-        try:
-            results = asyncio.run(
-                run_mr_thinking(
-                    questions,
-                    gen,
-                    params,
-                    settings,
-                    build_prompt=build_prompt,
-                    dataset=args.dataset,
-                    on_result=on_result,
-                )
-            )
-        finally:
-            close = getattr(gen.backend, "close", None)
-            if close is not None:
-                close()
-    if results:
-        for n in range(1, settings.n_rounds + 1):
-            row = summarize(results, n, stop_when_unchanged=settings.stop_when_unchanged)
-            graded = sum(r.reference is not None for r in results)
-            acc = f"{100 * row['accuracy']:.1f}%" if graded else "n/a"
-            print(
-                f"rounds<={n}: accuracy {acc}, {row['tokens_per_question']:.0f} tokens/question,"
-                f" {row['rounds_per_question']:.2f} rounds/question"
-            )
-    print(f"results: {out}")
-    return 0
+    return PrefixPruning(z=z, min_steps=args.prune_min_steps, aggregation=args.aggregation)
