@@ -17,6 +17,7 @@ TOKEN_DELAY=${TOKEN_DELAY:-0.05}
 BASE=${BASE:-30360}
 WORK=$(mktemp -d /tmp/dashboard-run.XXXXXX)
 BOOT=127.0.0.1:$((BASE + 4))
+export OPTSCALE_REDIS_URL=redis://127.0.0.1:$((BASE + 5))/0  # where submit records the batch
 PROM=127.0.0.1:$((BASE + 10))
 command -v prometheus >/dev/null || { echo "needs Debian's prometheus (apt-get install prometheus)" >&2; exit 2; }
 echo "work directory: $WORK"
@@ -46,8 +47,8 @@ submit() {
   .venv/bin/optscale submit --bootstrap "$BOOT" --dataset gsm8k --n-max 8 --s-min 0.85 \
     --max-tokens 256 "$@"
 }
-until_done() {  # every submitted question answered
-  .venv/bin/optscale results --bootstrap "$BOOT" --until-done --no-progress >/dev/null
+until_done() {  # every submitted question answered (the progress reader sees when: no --no-progress)
+  timeout 1800 .venv/bin/optscale results --bootstrap "$BOOT" --until-done >/dev/null 2>>"$WORK/results.log"
 }
 # The controller creates a labelled counter series on its first event, so a batch's first
 # submissions would be invisible to increase(): one warm-up question creates the series first.
