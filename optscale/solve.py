@@ -16,9 +16,9 @@ verifier call), has no answer, and enters the loop as replay's pruned samples do
 sample's score is added to the judge's reference once scored, and the generator's stream waits
 until then before it goes on (so a lockstep generator such as the sim judges as replay does).
 
-With llama.cpp on CPU one model instance decodes one sequence at a time, so "in flight"
-samples are generated one after the other, but the logic is the same as with a batched GPU
-engine: the bound is re-evaluated on every arriving score.
+With llama.cpp on CPU the samples of one request decode as parallel sequences of one context
+(:mod:`optscale.engines.generation.llamacpp`); the bound is re-evaluated on every arriving
+score.
 """
 
 from __future__ import annotations
