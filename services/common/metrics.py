@@ -89,7 +89,8 @@ BON_CURVE_RESULTS = Counter(
 )
 _COUNTS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128)
 N_STAR = Histogram(
-    "optscale_controller_n_star", "N* of a published result (when the policy computes one)",
+    "optscale_controller_n_star",
+    "N* of a published result (when the policy computes one)",
     buckets=_COUNTS,
 )
 SAMPLES_USED = Histogram(
@@ -100,9 +101,7 @@ CANCEL_SECONDS = Histogram(
     "from cancelling a question's in-flight Generate streams to all of them closed",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
-DLQ_MESSAGES = Counter(
-    "optscale_dlq_messages_total", "messages sent to optscale.dlq", ["service"]
-)
+DLQ_MESSAGES = Counter("optscale_dlq_messages_total", "messages sent to optscale.dlq", ["service"])
 CONSUMER_LAG = Gauge(
     "optscale_kafka_consumer_lag",
     "messages behind the partition end, summed over this consumer's assigned partitions",
@@ -135,6 +134,40 @@ def observe_published(topic: str, value: bytes, service: str = "controller") -> 
     if r.HasField("n_star"):
         N_STAR.observe(r.n_star)
     SAMPLES_USED.observe(r.samples_used)
+
+
+# Labelled series exist only from their first increment, and Prometheus' increase() cannot
+# count that first value: a fresh controller's first batch read "answered / submitted" far off.
+# The controller creates its usual label sets at 0 when it starts (init_controller_series).
+RESULT_STATUSES = ("done", "cancelled", "failed")
+STOP_REASONS = (
+    "bound",
+    "n_max",
+    "budget",
+    "failures",
+    "bayes",
+    "agreement",
+    "agreed",
+    "unchanged",
+    "easy",
+    "give_up",
+    "cancelled",
+    "none",
+)  # the policies' usual stop reasons (optscale/policies.py and the batch policies)
+EVENT_OUTCOMES = ("applied", "duplicate", "late", "stale", "fenced", "rejected", "conflict")
+
+
+def init_controller_series() -> None:
+    """Create the controller's labelled counter series at 0 (see above)."""
+    from optscale.v1 import events_pb2
+
+    kinds = [f.name for f in events_pb2.QuestionEvent.DESCRIPTOR.oneofs_by_name["event"].fields]
+    for kind in kinds:
+        for outcome in EVENT_OUTCOMES:
+            CONTROLLER_EVENTS.labels(kind, outcome)
+    for status in RESULT_STATUSES:
+        for reason in STOP_REASONS:
+            RESULTS_PUBLISHED.labels(status, reason)
 
 
 def observe_bon_curve(options: Iterable[tuple[str, Any]], result: Mapping[str, Any]) -> None:

@@ -14,6 +14,7 @@ from optscale.v1 import controller_pb2_grpc
 from services.common import kafka
 from services.common.config import from_env
 from services.common.logging import configure
+from services.common.metrics import init_controller_series
 from services.common.security import Security, redis_client
 from services.common.server import Server, run_until_stopped, stop_on_signals
 from services.controller.clients import GrpcGenerator, GrpcPredictor
@@ -77,6 +78,7 @@ async def amain(cfg: ControllerConfig) -> int:
     )
     controller_pb2_grpc.add_ControllerServicer_to_server(servicer, server.server)
     if cfg.metrics_port:
+        init_controller_series()
         start_http_server(cfg.metrics_port)
     port = await server.start(cfg.host, cfg.port)
     log.info("serving", host=cfg.host, port=port, services=server.names, **security.describe())

@@ -31,14 +31,23 @@ def test_a_result_counts_tokens_used_and_the_bon_at_n_max_estimate() -> None:
     # 3 scored samples of 120, 150 and 330 tokens: 600 used; BoN at N_max 16 = 16 x 200
     observe_published(
         "optscale.results",
-        _result(samples_used=3, samples_cancelled=2, completion_tokens=600, n_max=16,
-                n_star=4.0, stop_reason="bound", status=events_pb2.RESULT_STATUS_DONE),
+        _result(
+            samples_used=3,
+            samples_cancelled=2,
+            completion_tokens=600,
+            n_max=16,
+            n_star=4.0,
+            stop_reason="bound",
+            status=events_pb2.RESULT_STATUS_DONE,
+        ),
     )
     assert value("optscale_controller_tokens_used_total") - before["used"] == 600
     assert value("optscale_controller_tokens_bon_nmax_total") - before["bon"] == 3200
-    assert value(
-        "optscale_controller_results_total", status="done", stop_reason="bound"
-    ) - before["bound"] == 1
+    assert (
+        value("optscale_controller_results_total", status="done", stop_reason="bound")
+        - before["bound"]
+        == 1
+    )
     assert value("optscale_controller_n_star_count") - before["n_star"] == 1
     assert value("optscale_controller_n_star_bucket", le="4.0") - before["n_star_le_4"] == 1
     assert value("optscale_controller_samples_used_bucket", le="3.0") - before["used_le_3"] == 1
@@ -50,14 +59,20 @@ def test_a_result_without_samples_or_n_star_adds_no_estimate_and_no_n_star() -> 
     failed = value("optscale_controller_results_total", status="failed", stop_reason="failed")
     observe_published(
         "optscale.results",
-        _result(samples_used=0, samples_failed=4, n_max=8, stop_reason="failed",
-                status=events_pb2.RESULT_STATUS_FAILED),
+        _result(
+            samples_used=0,
+            samples_failed=4,
+            n_max=8,
+            stop_reason="failed",
+            status=events_pb2.RESULT_STATUS_FAILED,
+        ),
     )
     assert value("optscale_controller_tokens_bon_nmax_total") == bon
     assert value("optscale_controller_n_star_count") == n_star
-    assert value(
-        "optscale_controller_results_total", status="failed", stop_reason="failed"
-    ) == failed + 1
+    assert (
+        value("optscale_controller_results_total", status="failed", stop_reason="failed")
+        == failed + 1
+    )
 
 
 def test_dlq_messages_are_counted_per_service_and_other_topics_not_at_all() -> None:
@@ -97,3 +112,29 @@ async def test_busy_adds_the_awaited_wall_time_and_passes_results_and_errors_thr
     else:
         raise AssertionError("busy swallowed the error")
     assert value("optscale_verifier_busy_seconds_total") >= before
+
+
+def test_the_controller_creates_its_usual_series_at_zero_before_any_event() -> None:
+    """Prometheus' increase() cannot count a series' first value, so a counter series born on a
+    fresh controller's first event makes the batch-progress panel read far off: the controller
+    creates its usual label sets at 0 when it starts (services/controller/__main__.py)."""
+    from services.common.metrics import init_controller_series
+
+    reason = "give_up"  # a label set no other test increments
+    assert (
+        REGISTRY.get_sample_value(
+            "optscale_controller_results_total", {"status": "cancelled", "stop_reason": reason}
+        )
+        is None
+    )
+    init_controller_series()
+    for labels in (
+        {"status": "cancelled", "stop_reason": reason},
+        {"status": "done", "stop_reason": "n_max"},
+    ):
+        assert REGISTRY.get_sample_value("optscale_controller_results_total", labels) is not None
+    for kind in ("submitted", "scored", "sample_failed", "cancelled"):
+        got = REGISTRY.get_sample_value(
+            "optscale_controller_events_total", {"type": kind, "outcome": "applied"}
+        )
+        assert got is not None
