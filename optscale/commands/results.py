@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         group = args.group or f"optscale-results-{uuid.uuid4().hex[:8]}"
         c = await kafka.consumer(bootstrap, kafka.RESULTS, group)
         reader = None
-        if show_progress or record is not None:  # one batch: the reader sees when it is done
+        if show_progress or record is not None or args.until_done:  # the reader sees 'done'
             progress = None if record is None else record.progress()
             reader = await BatchReader(bootstrap, progress).start()
         seen: set[str] = set()

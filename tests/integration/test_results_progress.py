@@ -98,6 +98,13 @@ def test_results_until_done_and_status_show_progress_and_summary(
     lines = status.stdout.splitlines()
     assert lines[0] == final and lines[1:] == summary
 
+    # --until-done ends by itself without the progress display too (it once never did)
+    quiet = _cli("results", "--bootstrap", bootstrap, "--until-done", "--no-progress")
+    assert quiet.returncode == 0, quiet.stderr
+    assert not quiet.stderr.strip()
+    got = sorted(json.loads(line)["questionId"] for line in quiet.stdout.splitlines())
+    assert got == [f"p{i}" for i in range(N)]
+
 
 def test_two_batches_side_by_side_each_counts_and_ends_at_its_own_total(
     stack: tuple[str, str], tmp_path: Path
