@@ -35,6 +35,8 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     FINISH_REASON_ABORTED: _FinishReason.ValueType  # 3
     """cancelled"""
     FINISH_REASON_ERROR: _FinishReason.ValueType  # 4
+    FINISH_REASON_PRUNED: _FinishReason.ValueType  # 5
+    """prefix pruning aborted it at a step end (no answer)"""
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
     """Why a generation ended."""
@@ -47,6 +49,8 @@ FINISH_REASON_LENGTH: FinishReason.ValueType  # 2
 FINISH_REASON_ABORTED: FinishReason.ValueType  # 3
 """cancelled"""
 FINISH_REASON_ERROR: FinishReason.ValueType  # 4
+FINISH_REASON_PRUNED: FinishReason.ValueType  # 5
+"""prefix pruning aborted it at a step end (no answer)"""
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
 @_typing.final
@@ -241,6 +245,7 @@ class Candidate(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     PROMPT_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
+    PREFIX_SCORE_FIELD_NUMBER: _builtins.int
     question_id: _builtins.str
     sample_id: _builtins.str
     """"<question_id>/<index>", index from 0 in dispatch order"""
@@ -259,6 +264,10 @@ class Candidate(_message.Message):
     """the prompt the sample answers (for the verifier)"""
     epoch: _builtins.int
     """owner epoch of the controller that dispatched it"""
+    prefix_score: _builtins.float
+    """FINISH_REASON_PRUNED: the prefix score the generator's judge pruned it with (the verifier
+    reports it as the sample's score instead of scoring the prefix)
+    """
     @_builtins.property
     def step_logprobs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
@@ -278,17 +287,22 @@ class Candidate(_message.Message):
         model_version: _builtins.str = ...,
         prompt: _builtins.str = ...,
         epoch: _builtins.int = ...,
+        prefix_score: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_mean_logprob", b"_mean_logprob", "_self_certainty", b"_self_certainty", "mean_logprob", b"mean_logprob", "self_certainty", b"self_certainty"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_mean_logprob", b"_mean_logprob", "_prefix_score", b"_prefix_score", "_self_certainty", b"_self_certainty", "mean_logprob", b"mean_logprob", "prefix_score", b"prefix_score", "self_certainty", b"self_certainty"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_mean_logprob", b"_mean_logprob", "_self_certainty", b"_self_certainty", "answer", b"answer", "completion_tokens", b"completion_tokens", "epoch", b"epoch", "finish_reason", b"finish_reason", "gen_seconds", b"gen_seconds", "mean_logprob", b"mean_logprob", "model_version", b"model_version", "prompt", b"prompt", "prompt_tokens", b"prompt_tokens", "question_id", b"question_id", "sample_id", b"sample_id", "self_certainty", b"self_certainty", "step_logprobs", b"step_logprobs", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_mean_logprob", b"_mean_logprob", "_prefix_score", b"_prefix_score", "_self_certainty", b"_self_certainty", "answer", b"answer", "completion_tokens", b"completion_tokens", "epoch", b"epoch", "finish_reason", b"finish_reason", "gen_seconds", b"gen_seconds", "mean_logprob", b"mean_logprob", "model_version", b"model_version", "prefix_score", b"prefix_score", "prompt", b"prompt", "prompt_tokens", b"prompt_tokens", "question_id", b"question_id", "sample_id", b"sample_id", "self_certainty", b"self_certainty", "step_logprobs", b"step_logprobs", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__mean_logprob: _TypeAlias = _typing.Literal["mean_logprob"]  # noqa: Y015
     _WhichOneofArgType__mean_logprob: _TypeAlias = _typing.Literal["_mean_logprob", b"_mean_logprob"]  # noqa: Y015
+    _WhichOneofReturnType__prefix_score: _TypeAlias = _typing.Literal["prefix_score"]  # noqa: Y015
+    _WhichOneofArgType__prefix_score: _TypeAlias = _typing.Literal["_prefix_score", b"_prefix_score"]  # noqa: Y015
     _WhichOneofReturnType__self_certainty: _TypeAlias = _typing.Literal["self_certainty"]  # noqa: Y015
     _WhichOneofArgType__self_certainty: _TypeAlias = _typing.Literal["_self_certainty", b"_self_certainty"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__mean_logprob) -> _WhichOneofReturnType__mean_logprob | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__prefix_score) -> _WhichOneofReturnType__prefix_score | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__self_certainty) -> _WhichOneofReturnType__self_certainty | None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from optscale.v1 import common_pb2 as optscale_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1boptscale/v1/generator.proto\x12\x0boptscale.v1\x1a\x18optscale/v1/common.proto\"\xa3\x01\n\x0fGenerateRequest\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\r\x12+\n\x06params\x18\x04 \x01(\x0b\x32\x1b.optscale.v1.SamplingParams\x12\x13\n\x0b\x66irst_index\x18\x05 \x01(\r\x12\r\n\x05\x65poch\x18\x06 \x01(\x04\x12\x0f\n\x07publish\x18\x07 \x01(\x08\"o\n\rGenerateEvent\x12+\n\tcandidate\x18\x01 \x01(\x0b\x32\x16.optscale.v1.CandidateH\x00\x12\'\n\x04\x64one\x18\x02 \x01(\x0b\x32\x17.optscale.v1.SampleDoneH\x00\x42\x08\n\x06sample\"\x83\x01\n\nSampleDone\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x15\n\rprompt_tokens\x18\x03 \x01(\r\x12\x30\n\rfinish_reason\x18\x04 \x01(\x0e\x32\x19.optscale.v1.FinishReason2S\n\tGenerator\x12\x46\n\x08Generate\x12\x1c.optscale.v1.GenerateRequest\x1a\x1a.optscale.v1.GenerateEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1boptscale/v1/generator.proto\x12\x0boptscale.v1\x1a\x18optscale/v1/common.proto\"\xe1\x01\n\x0fGenerateRequest\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\r\x12+\n\x06params\x18\x04 \x01(\x0b\x32\x1b.optscale.v1.SamplingParams\x12\x13\n\x0b\x66irst_index\x18\x05 \x01(\r\x12\r\n\x05\x65poch\x18\x06 \x01(\x04\x12\x0f\n\x07publish\x18\x07 \x01(\x08\x12\x30\n\x07pruning\x18\x08 \x01(\x0b\x32\x1a.optscale.v1.PrefixPruningH\x00\x88\x01\x01\x42\n\n\x08_pruning\"\xab\x01\n\rPrefixPruning\x12\t\n\x01z\x18\x01 \x01(\x01\x12\x11\n\tmin_steps\x18\x02 \x01(\r\x12\x12\n\nmin_scored\x18\x03 \x01(\r\x12\x10\n\x08sd_floor\x18\x04 \x01(\x01\x12\x13\n\x0b\x61ggregation\x18\x05 \x01(\t\x12\x13\n\x0breference_n\x18\x06 \x01(\r\x12\x16\n\x0ereference_mean\x18\x07 \x01(\x01\x12\x14\n\x0creference_sd\x18\x08 \x01(\x01\"o\n\rGenerateEvent\x12+\n\tcandidate\x18\x01 \x01(\x0b\x32\x16.optscale.v1.CandidateH\x00\x12\'\n\x04\x64one\x18\x02 \x01(\x0b\x32\x17.optscale.v1.SampleDoneH\x00\x42\x08\n\x06sample\"\x83\x01\n\nSampleDone\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x15\n\rprompt_tokens\x18\x03 \x01(\r\x12\x30\n\rfinish_reason\x18\x04 \x01(\x0e\x32\x19.optscale.v1.FinishReason2S\n\tGenerator\x12\x46\n\x08Generate\x12\x1c.optscale.v1.GenerateRequest\x1a\x1a.optscale.v1.GenerateEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'optscale.v1.generator_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GENERATEREQUEST']._serialized_start=71
-  _globals['_GENERATEREQUEST']._serialized_end=234
-  _globals['_GENERATEEVENT']._serialized_start=236
-  _globals['_GENERATEEVENT']._serialized_end=347
-  _globals['_SAMPLEDONE']._serialized_start=350
-  _globals['_SAMPLEDONE']._serialized_end=481
-  _globals['_GENERATOR']._serialized_start=483
-  _globals['_GENERATOR']._serialized_end=566
+  _globals['_GENERATEREQUEST']._serialized_end=296
+  _globals['_PREFIXPRUNING']._serialized_start=299
+  _globals['_PREFIXPRUNING']._serialized_end=470
+  _globals['_GENERATEEVENT']._serialized_start=472
+  _globals['_GENERATEEVENT']._serialized_end=583
+  _globals['_SAMPLEDONE']._serialized_start=586
+  _globals['_SAMPLEDONE']._serialized_end=717
+  _globals['_GENERATOR']._serialized_start=719
+  _globals['_GENERATOR']._serialized_end=802
 # @@protoc_insertion_point(module_scope)

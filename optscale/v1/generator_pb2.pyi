@@ -28,6 +28,7 @@ class GenerateRequest(_message.Message):
     FIRST_INDEX_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
     PUBLISH_FIELD_NUMBER: _builtins.int
+    PRUNING_FIELD_NUMBER: _builtins.int
     question_id: _builtins.str
     prompt: _builtins.str
     k: _builtins.int
@@ -40,6 +41,13 @@ class GenerateRequest(_message.Message):
     """also publish each finished candidate to optscale.candidates"""
     @_builtins.property
     def params(self) -> _common_pb2.SamplingParams: ...
+    @_builtins.property
+    def pruning(self) -> Global___PrefixPruning:
+        """Prefix pruning (unset: off). Engines that judge step ends (llama.cpp, sim) abort a sample
+        whose prefix scores below the reference; it finishes with FINISH_REASON_PRUNED, the tokens
+        decoded by then, no answer and its prefix score. Other engines ignore it.
+        """
+
     def __init__(
         self,
         *,
@@ -50,14 +58,71 @@ class GenerateRequest(_message.Message):
         first_index: _builtins.int = ...,
         epoch: _builtins.int = ...,
         publish: _builtins.bool = ...,
+        pruning: Global___PrefixPruning | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["params", b"params"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_pruning", b"_pruning", "params", b"params", "pruning", b"pruning"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "first_index", b"first_index", "k", b"k", "params", b"params", "prompt", b"prompt", "publish", b"publish", "question_id", b"question_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_pruning", b"_pruning", "epoch", b"epoch", "first_index", b"first_index", "k", b"k", "params", b"params", "prompt", b"prompt", "pruning", b"pruning", "publish", b"publish", "question_id", b"question_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__pruning: _TypeAlias = _typing.Literal["pruning"]  # noqa: Y015
+    _WhichOneofArgType__pruning: _TypeAlias = _typing.Literal["_pruning", b"_pruning"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pruning) -> _WhichOneofReturnType__pruning | None: ...
+
+Global___GenerateRequest: _TypeAlias = GenerateRequest  # noqa: Y015
+
+@_typing.final
+class PrefixPruning(_message.Message):
+    """optscale.pruning.PrefixPruning and the reference it judges against: the question's finished
+    (not pruned) samples' final scores when the controller dispatched this request. A prefix of
+    at least min_steps steps is pruned when its score (the aggregation of its step scores, each
+    exp of a step's mean token log-prob) < reference_mean - z * max(reference_sd, sd_floor) and
+    reference_n >= min_scored.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    Z_FIELD_NUMBER: _builtins.int
+    MIN_STEPS_FIELD_NUMBER: _builtins.int
+    MIN_SCORED_FIELD_NUMBER: _builtins.int
+    SD_FLOOR_FIELD_NUMBER: _builtins.int
+    AGGREGATION_FIELD_NUMBER: _builtins.int
+    REFERENCE_N_FIELD_NUMBER: _builtins.int
+    REFERENCE_MEAN_FIELD_NUMBER: _builtins.int
+    REFERENCE_SD_FIELD_NUMBER: _builtins.int
+    z: _builtins.float
+    """>= 0"""
+    min_steps: _builtins.int
+    """>= 1"""
+    min_scored: _builtins.int
+    """>= 1"""
+    sd_floor: _builtins.float
+    """in [0, 1)"""
+    aggregation: _builtins.str
+    """mean | min | last | product"""
+    reference_n: _builtins.int
+    reference_mean: _builtins.float
+    """in [0, 1] (ignored when reference_n = 0)"""
+    reference_sd: _builtins.float
+    """population standard deviation, >= 0"""
+    def __init__(
+        self,
+        *,
+        z: _builtins.float = ...,
+        min_steps: _builtins.int = ...,
+        min_scored: _builtins.int = ...,
+        sd_floor: _builtins.float = ...,
+        aggregation: _builtins.str = ...,
+        reference_n: _builtins.int = ...,
+        reference_mean: _builtins.float = ...,
+        reference_sd: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregation", b"aggregation", "min_scored", b"min_scored", "min_steps", b"min_steps", "reference_mean", b"reference_mean", "reference_n", b"reference_n", "reference_sd", b"reference_sd", "sd_floor", b"sd_floor", "z", b"z"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GenerateRequest: _TypeAlias = GenerateRequest  # noqa: Y015
+Global___PrefixPruning: _TypeAlias = PrefixPruning  # noqa: Y015
 
 @_typing.final
 class GenerateEvent(_message.Message):

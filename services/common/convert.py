@@ -17,6 +17,7 @@ FINISH = {
     "length": common_pb2.FINISH_REASON_LENGTH,
     "aborted": common_pb2.FINISH_REASON_ABORTED,
     "error": common_pb2.FINISH_REASON_ERROR,
+    "pruned": common_pb2.FINISH_REASON_PRUNED,
 }
 FINISH_NAME = {v: k for k, v in FINISH.items()}
 
