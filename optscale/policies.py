@@ -276,7 +276,7 @@ PRIOR_POLICIES = ("optscalet", "dsc_prior")  # policies that need a per-question
 OPTION_NAMES = (
     "initial", "prior_first", "pace", "window", "threshold", "batch",
     "price", "p_correct", "wave", "select", "easy_mu", "stop_when_unchanged", "bon_curve_k_eq",
-    "dsc_batch", "rank", "batch_size", "dsc_window", "give_up",
+    "dsc_batch", "rank", "batch_size", "dsc_window", "give_up", "prune_z", "prune_min_steps",
 )  # fmt: skip
 
 
@@ -309,6 +309,10 @@ def make_policy(
         from optscale.give_up import give_up_setting
 
         give_up_setting([("give_up", bayes.pop("give_up"))])
+    if "prune_z" in bayes or "prune_min_steps" in bayes:  # the controller's prefix pruning
+        from optscale.pruning import PRUNE_OPTIONS, pruning_setting
+
+        pruning_setting([(k, bayes.pop(k)) for k in PRUNE_OPTIONS if k in bayes])
     if name == "dsc":  # a batch policy: not in POLICY_NAMES (replay runs it over the batch)
         from optscale.batch_dsc import make_batch_dsc
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from optscale.config import QuestionConfig
 from optscale.policies import Observation
+from optscale.pruning import PruneSpec
 from optscale.stats import DEFAULT_TAU_MU, DEFAULT_TAU_SIGMA
 from optscale.types import GeneratedSample, SamplingParams, ScoredSample
 
@@ -36,7 +37,9 @@ class GenerateRequest:
     """Ask for ``k`` samples of one question.
 
     Sample ids are ``f"{question_id}/{first_index + i}"``; sample ``i`` uses ``params.seed +
-    i`` when a seed is set. ``step_judge``: in-process only (it is not sent over gRPC)."""
+    i`` when a seed is set. ``step_judge``: in-process only (it is not sent over gRPC);
+    ``pruning``: prefix pruning as the controller sends it over gRPC (the generator service
+    turns it into a ``step_judge`` for engines that judge step ends)."""
 
     question_id: str
     prompt: str
@@ -44,6 +47,7 @@ class GenerateRequest:
     params: SamplingParams
     first_index: int = 0
     step_judge: StepJudge | None = field(default=None, compare=False, repr=False)
+    pruning: PruneSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,19 +33,33 @@ into step scores as the ``confidence`` scorer does (``exp``) and applies :meth:`
 judge` against the finished samples' final scores, which the solver adds as they are scored
 (:meth:`LiveStepJudge.finished_score`) — the same reference :func:`optscale.episode.run_episode`
 keeps.
+
+**Through the services** the controller sends a :class:`PruneSpec` with each ``Generate``
+request: the rule (the question's ``prune_z`` / ``prune_min_steps`` options,
+:func:`pruning_setting`) and the question's finished samples' score statistics *at dispatch
+time*; the generator service judges that request's samples against them (a later dispatch
+carries newer ones).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from optscale.aggregate import aggregate, check_aggregation
 from optscale.errors import InvalidArgumentError
 from optscale.truncnorm import SuffStats
 
-__all__ = ["LiveStepJudge", "PrefixPruning"]
+__all__ = [
+    "PRUNE_OPTIONS",
+    "LiveStepJudge",
+    "PrefixPruning",
+    "PruneSpec",
+    "pruning_setting",
+    "reference_stats",
+]
+PRUNE_OPTIONS = ("prune_z", "prune_min_steps")  # a question's options (PolicyParams JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +130,47 @@ class LiveStepJudge:
     def __call__(self, sample_id: str, step_logprobs: Sequence[float]) -> bool:
         self.judged += 1
         return self.pruning.judge(self.finished, self.step_scores(step_logprobs))
+
+
+@dataclass(frozen=True, slots=True)
+class PruneSpec:
+    """Prefix pruning for one generate request sent over the wire: the rule and the reference
+    (the final scores of the question's finished, not pruned, samples when it was sent)."""
+
+    rule: PrefixPruning
+    finished: SuffStats
+
+    def judge(self) -> LiveStepJudge:
+        return LiveStepJudge(self.rule, self.finished)
+
+
+def pruning_setting(options: Iterable[tuple[str, object]]) -> PrefixPruning | None:
+    """The prefix-pruning rule of a question's options (``prune_z``, ``prune_min_steps``);
+    ``None`` without ``prune_z`` (off, the default) or with ``prune_z`` infinite."""
+    opts = dict(options)
+    z, min_steps = opts.get("prune_z"), opts.get("prune_min_steps", 1)
+    if isinstance(min_steps, bool) or not isinstance(min_steps, int) or min_steps < 1:
+        raise InvalidArgumentError("prune_min_steps", min_steps, "must be an integer >= 1")
+    if z is None:
+        return None
+    if isinstance(z, bool) or not isinstance(z, int | float) or not (z >= 0):
+        raise InvalidArgumentError("prune_z", z, "must be a number >= 0")
+    if math.isinf(z):
+        return None
+    return PrefixPruning(z=float(z), min_steps=min_steps)
+
+
+def reference_stats(n: int, mean: float, sd: float) -> SuffStats:
+    """Sufficient statistics with count ``n``, mean ``mean`` and population deviation ``sd``
+    (what a :class:`PruneSpec` carries over the wire), for :meth:`PrefixPruning.threshold`."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise InvalidArgumentError("reference_n", n, "must be an integer >= 0")
+    if n == 0:
+        return SuffStats()
+    if not (0.0 <= mean <= 1.0):
+        raise InvalidArgumentError("reference_mean", mean, "must be in [0, 1]")
+    if not (0.0 <= sd <= 0.5):
+        raise InvalidArgumentError("reference_sd", sd, "must be in [0, 0.5]")
+    s1 = n * mean
+    s2 = n * (sd * sd + mean * mean)
+    return SuffStats(n, s1, min(max(s2, s1 * s1 / n), s1))
