@@ -21,6 +21,7 @@ class GeneratorConfig:
     n_threads: int = 0
     seed: int = 0
     sim_token_delay: float = 0.0  # sim: seconds per decoded token (simulated work in flight)
+    sim_steps: int = 1  # sim: steps per sample (> 1: step ends, where prefix pruning judges)
     grace_seconds: float = 10.0
     log_level: str = "info"
     kafka_bootstrap: str = ""  # set: publish finished candidates to optscale.candidates

@@ -5,6 +5,9 @@ handler, which closes the backend stream, which aborts every unfinished sample.
 
 With ``publish`` each finished candidate goes to ``optscale.candidates`` and the stream reports
 it by reference (``SampleDone``: ids and counts); without it the stream carries the candidate.
+
+A request's ``pruning`` (prefix pruning, :mod:`services.generator.pruning`) aborts judged-out
+samples in llama.cpp and sim: they finish ``pruned`` with their prefix score.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from services.common import tracing
 from services.common.convert import candidate_to_pb, generate_request_from_pb, sample_done
 from services.common.metrics import GEN_INFLIGHT, GEN_QUEUED, GEN_SLOTS, GEN_TOKENS
 from services.common.server import streaming
+from services.generator.pruning import add_prefix_score, with_step_judge
 
 SERVICE = "optscale.v1.Generator"
 
@@ -49,7 +53,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
     async def _run(
         self, request: generator_pb2.GenerateRequest, parent: Any = None
     ) -> AsyncIterator[generator_pb2.GenerateEvent]:
-        req = generate_request_from_pb(request)
+        req = with_step_judge(self.backend, request, generate_request_from_pb(request))
         if request.publish and self.publish is None:
             raise InvalidArgumentError("publish", True, "this generator has no Kafka producer")
         log = self.log.bind(question_id=req.question_id, k=req.k)
@@ -95,6 +99,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 GEN_TOKENS.inc(s.completion_tokens)
                 log.debug("sample finished", sample_id=s.sample_id, tokens=s.completion_tokens)
                 c = candidate_to_pb(s, model_version=model, prompt=req.prompt, epoch=request.epoch)
+                add_prefix_score(c, s, req.step_judge)  # a pruned sample's score
                 span = spans.pop(s.sample_id, None)
                 tracing.end(span, completion_tokens=s.completion_tokens)
                 if request.publish and self.publish is not None:
@@ -137,6 +142,7 @@ def make_backend(cfg: Any) -> Any:
         return Sim(
             seed=cfg.seed,
             token_delay=cfg.sim_token_delay,
+            steps=cfg.sim_steps,
             max_k=cfg.max_k,
             max_tokens=cfg.max_tokens,
         )
