@@ -12,6 +12,11 @@ replaces the sample at once instead of waiting for its idle rebuild), and a cand
 an engine error (not an :class:`~optscale.errors.OptScaleError`) also goes to
 ``optscale.dlq`` with the reason.
 
+A candidate the generator pruned (``FINISH_REASON_PRUNED``, prefix pruning) skips the backend:
+its ``Scored`` event reports the prefix score it was pruned with (``Candidate.prefix_score``;
+without one it goes to ``optscale.dlq``), so the controller takes it as the embedded solver
+does — scored, no answer.
+
 Offsets are committed after the events are acknowledged by the broker (at least once; the
 controller's Redis transition makes a redelivered score a no-op). A commit refused during a
 rebalance is logged and the batch is redelivered.
@@ -20,11 +25,14 @@ rebalance is logged and the batch is redelivered.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 import time
 from typing import Any
 
-from optscale.errors import OptScaleError
-from optscale.types import GeneratedSample
+from optscale.errors import InvalidArgumentError, OptScaleError
+from optscale.truncnorm import validate_score
+from optscale.types import GeneratedSample, ScoredSample
 from optscale.v1 import common_pb2, events_pb2
 from services.common import kafka, tracing
 from services.common.batcher import Failed, run_isolated
@@ -65,6 +73,9 @@ async def run_verifier(
                     c = common_pb2.Candidate.FromString(m.value)
                     if not c.question_id:
                         raise ValueError("candidate without question_id")
+                    if c.finish_reason == common_pb2.FINISH_REASON_PRUNED:
+                        futs.append(await _send_pruned(producer, c, version))
+                        continue
                     good.append((m, c, candidate_from_pb(c)))
                 except Exception as exc:  # undecodable or invalid: park it with the reason
                     futs.append(await _dlq(producer, m, str(exc)))
@@ -114,6 +125,21 @@ async def _score(
         headers = tracing.kafka_headers(tracing.context_of(span))
         futs.append(await producer.send(kafka.QUESTION_EVENTS, value, key=key, headers=headers))
     return futs
+
+
+async def _send_pruned(producer: Any, c: common_pb2.Candidate, version: str) -> Any:
+    """A sample the generator pruned (prefix pruning) is not scored here: its ``Scored`` event
+    carries the prefix score the generator's judge pruned it with, no answer, the tokens it
+    decoded, ``FINISH_REASON_PRUNED``, and step scores ``exp`` of its step log-probs."""
+    if not c.HasField("prefix_score"):
+        raise InvalidArgumentError("candidate.prefix_score", None, "a pruned candidate needs it")
+    s = candidate_from_pb(c)
+    steps = tuple(math.exp(lp) for lp in s.step_logprobs)
+    out = ScoredSample(dataclasses.replace(s, answer=None), validate_score(c.prefix_score), steps)
+    ev = events_pb2.QuestionEvent(question_id=c.question_id, schema_version=1)
+    ev.scored.CopyFrom(scored_event(out, c, version))
+    value, key = ev.SerializeToString(), c.question_id.encode()
+    return await producer.send(kafka.QUESTION_EVENTS, value, key=key)
 
 
 async def _dlq(producer: Any, m: Any, reason: str) -> Any:
