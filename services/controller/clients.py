@@ -10,6 +10,7 @@ from optscale.v1 import generator_pb2, generator_pb2_grpc, predictor_pb2, predic
 from services.common import tracing
 from services.common.convert import params_to_pb, prior_from_pb
 from services.common.keepalive import Keepalive
+from services.common.prune_convert import prune_spec_to_pb
 from services.common.security import Security, open_channel
 
 # Client-side load balancing over every pod behind a headless Service
@@ -54,16 +55,19 @@ class GrpcGenerator:
         self.stub = generator_pb2_grpc.GeneratorStub(self.channel)
 
     async def generate(self, req: GenerateRequest, *, epoch: int) -> AsyncIterator[str]:
+        pb = generator_pb2.GenerateRequest(
+            question_id=req.question_id,
+            prompt=req.prompt,
+            k=req.k,
+            params=params_to_pb(req.params),
+            first_index=req.first_index,
+            epoch=epoch,
+            publish=True,
+        )
+        if req.pruning is not None:  # prefix pruning: the rule and the reference at dispatch
+            pb.pruning.CopyFrom(prune_spec_to_pb(req.pruning))
         call = self.stub.Generate(
-            generator_pb2.GenerateRequest(
-                question_id=req.question_id,
-                prompt=req.prompt,
-                k=req.k,
-                params=params_to_pb(req.params),
-                first_index=req.first_index,
-                epoch=epoch,
-                publish=True,
-            ),
+            pb,
             timeout=self.deadline_s,
             metadata=tracing.grpc_metadata(),  # the lease span's context (None: tracing off)
         )

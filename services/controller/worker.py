@@ -46,25 +46,14 @@ from services.common.metrics import (
 )
 from services.controller.batch_waves import BatchWaves, dsc_stopped, over_budget, refresh
 from services.controller.lease import Leaser, cancel_all
+from services.controller.outcomes import OUTCOME_LABELS, OUTCOME_STATS
 from services.controller.ownership import OwnedQuestion, QuestionOwnership
+from services.controller.pruning import PruneReferences
 from services.controller.questions import SubmitDefaults, config_from_submitted, differences
 from services.controller.results import result_message, result_payload
 
 # when the event being handled arrived (perf_counter), for the decision-latency histogram
 _EVENT_T0: contextvars.ContextVar[float | None] = contextvars.ContextVar("event_t0", default=None)
-_OUTCOME_LABELS = {
-    Outcome.APPLIED: "applied",
-    Outcome.DUPLICATE: "duplicate",
-    Outcome.LATE: "late",
-    Outcome.STALE: "stale",
-    Outcome.FENCED: "fenced",
-}
-_OUTCOME_STATS = {
-    Outcome.DUPLICATE: "duplicates",
-    Outcome.LATE: "late",
-    Outcome.STALE: "stale",
-    Outcome.FENCED: "fenced",
-}
 
 
 class ControllerWorker(QuestionOwnership):
@@ -100,6 +89,7 @@ class ControllerWorker(QuestionOwnership):
         self.final: dict[str, None] = {}  # recently finished here (bounded, insertion order)
         self.waves = BatchWaves()  # batches with a wave limit: who waits for a slot
         self.stopped_at: dict[str, float] = {}  # monotonic time of each stop decision
+        self.prune_refs = PruneReferences()  # prefix pruning's reference per question
         self.leaser = Leaser(
             generator, publish, events_topic, retry_base=retry_base, retry_cap=retry_cap
         )
@@ -208,6 +198,7 @@ class ControllerWorker(QuestionOwnership):
         self._count("scored", res.outcome)
         if o.config.batch_id is not None and o.config.batch_budget is not None:
             await self.store.batch_charge(o.config.batch_id, ob.tokens)
+        self.prune_refs.scored(o, sc)  # before the loop takes it
         o.loop = stepped
         o.progress_at = time.monotonic()
         self._record_decision()
@@ -221,11 +212,11 @@ class ControllerWorker(QuestionOwnership):
             self._start_lease(o, action, res.first_index)
 
     def _count(self, kind: str, r: Outcome) -> None:
-        CONTROLLER_EVENTS.labels(kind, _OUTCOME_LABELS.get(r, "other")).inc()
+        CONTROLLER_EVENTS.labels(kind, OUTCOME_LABELS.get(r, "other")).inc()
         if r is Outcome.APPLIED:
             self.stats["applied"] += 1
-        elif r in _OUTCOME_STATS:
-            self.stats[_OUTCOME_STATS[r]] += 1
+        elif r in OUTCOME_STATS:
+            self.stats[OUTCOME_STATS[r]] += 1
 
     def _record_decision(self) -> None:
         """Decision latency: from starting on the event to the decision, on durably applied
@@ -311,6 +302,7 @@ class ControllerWorker(QuestionOwnership):
                 k=n,
                 params=dataclasses.replace(o.config.sampling, seed=d.seeds[off]),
                 first_index=first + off,
+                pruning=self.prune_refs.spec(o),  # the reference now (prune_z questions)
             )
             task = asyncio.create_task(self.leaser.run(req, self.epoch))
             o.leases[task] = n
@@ -349,6 +341,7 @@ class ControllerWorker(QuestionOwnership):
         q = o.question_id
         self.stopped_at[q] = time.monotonic()
         await cancel_all(o.leases)  # abort in-flight generations first: no more waste
+        self.prune_refs.forget(q)
         await dsc_stopped(self.store, o.loop, stop)  # a hard question's count: the next's
         if o.config.batch_id is not None:
             self.waves.forget(o.config.batch_id, q)
