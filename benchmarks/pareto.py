@@ -61,6 +61,12 @@ fixed-N BoN with <= 0.5x its tokens at three operating points (low, middle, high
 here the policy's points at the pool's three N_max, a low / middle / high budget); (2) on the
 semi-synthetic pools, at BoN@N_max accuracy (N_max = 64), <= 0.25x BoN@64's tokens. The oracle
 is a limit, not a policy, and never counts as meeting a target.
+
+Operating points (``benchmarks/pareto_levels.py``; ``--no-levels`` skips them): three accuracy
+levels from the dev half's BoN curve, per policy the dev setting (N_max included) with the
+fewest dev tokens that reaches each, reported on the test half against the level's reference
+fixed N (and BoN@64 on the semi-synthetic pools) with the same bootstrap intervals; a table
+per pool after the pool's own, and one line per pool under "targets".
 """
 
 from __future__ import annotations
@@ -102,6 +108,8 @@ from pareto_common import (
     priors_for,
 )
 from pareto_eval import evaluate, run_job
+from pareto_levels import LEVEL_POLICIES, QUICK_GRIDS, LevelsResult, run_levels
+from pareto_levels_report import report_levels, summary_line
 from pareto_report import plot, report_pool
 from pareto_standings import (
     Interval,
@@ -179,6 +187,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--plots", default="runs/pareto/", help="directory for the PNGs")
     ap.add_argument("--json", help="write every number here")
     ap.add_argument(
+        "--no-levels",
+        action="store_true",
+        help="skip the operating points (benchmarks/pareto_levels.py)",
+    )
+    ap.add_argument(
         "--quick",
         action="store_true",
         help="smoke test: 24 questions per pool, 2 orders, small grids",
@@ -223,20 +236,34 @@ def main(argv: Sequence[str] | None = None) -> None:
     jobs_list = [(k, n) for k in keys for n in n_values(pools[k])]
     jobs_list.sort(key=lambda kn: -kn[1] * len(pools[kn[0]].questions))
     results: dict[str, list[JobResult]] = {k: [] for k in keys}
+    grids = QUICK_GRIDS if a.quick else None
+    level_keys = [] if a.no_levels or not set(LEVEL_POLICIES) & set(policies) else keys
+    levels: dict[str, LevelsResult] = {}
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as ex:
+            lfuts = [ex.submit(run_levels, k, policies, o, grids) for k in level_keys]
             futs = [ex.submit(run_job, k, n, policies, o) for k, n in jobs_list]
             for f in futs:
                 r = f.result()
                 results[r.pool].append(r)
                 progress(r)
+            for lf in lfuts:
+                lr = lf.result()
+                levels[lr.pool] = lr
     else:
         for k, n in jobs_list:
             r = run_job(k, n, policies, o)
             results[r.pool].append(r)
             progress(r)
+        for k in level_keys:
+            levels[k] = run_levels(k, policies, o, grids)
     plots = Path(a.plots)
-    doc = [report_pool(k, pools[k], results[k], o, boot, plots) for k in keys]
+    doc = []
+    for k in keys:
+        d = report_pool(k, pools[k], results[k], o, boot, plots)
+        if k in levels:
+            d["operating_points"] = report_levels(pools[k], levels[k], o, boot)
+        doc.append(d)
     print("\n== targets (issue 18)")
     for d in doc:
         t1 = [p for p, ok in d["target1"].items() if ok]
@@ -249,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"met by {', '.join(label(p) for p in t2)}" if t2 else "missed by every policy"
             )
         print(line)
+        if "operating_points" in d:
+            print(f"   {'':28s} operating points: {summary_line(d['operating_points'])}")
     print(f"done in {time.perf_counter() - t0:.0f} s")
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)

@@ -178,7 +178,9 @@ def test_pareto_quick_prints_a_row_per_policy_and_writes_the_plots(tmp_path: Pat
         check=True,
     ).stdout
     label = _load("pareto_common").label
-    sections = out.split("\n== ")[1:]
+    every = out.split("\n== ")[1:]
+    ops = [s for s in every if s.startswith("operating points, ")]
+    sections = [s for s in every if not s.startswith("operating points, ")]
     names = [s.split(" ", 1)[0] for s in sections]
     assert names[:4] == [
         "qwen25math_rm8_math100.jsonl",
@@ -201,6 +203,13 @@ def test_pareto_quick_prints_a_row_per_policy_and_writes_the_plots(tmp_path: Pat
         assert "target 1" in sec
         assert ("target 2" in sec) == (i >= 2)
     assert "== targets (issue 18)" in out
+    # the operating points (benchmarks/pareto_levels.py): a table per pool, a line per target
+    assert len(ops) == 4, [s[:40] for s in every]
+    for sec in ops:
+        for level in ("low", "middle", "high"):
+            assert re.search(rf"^   {level}\s+Adaptive SC \(ASC\)\s+N_max=\d+ thr=", sec, re.M)
+        assert "target 1 (every level" in sec
+    assert out.count("operating points: target 1 ") == 4
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert pngs == [
         "pareto-gsm8k.png",
@@ -213,6 +222,9 @@ def test_pareto_quick_prints_a_row_per_policy_and_writes_the_plots(tmp_path: Pat
     doc = json.loads((tmp_path / "pareto.json").read_text())
     assert [d["key"] for d in doc] == ["math100", "gsm8k", "semi-calibrated", "semi-noisy"]
     for d in doc:
+        op = d["operating_points"]
+        assert {r["level"] for r in op["rows"]} >= {"low", "middle", "high"}
+        assert ("target2" in op) == d["key"].startswith("semi-")
         assert set(POLICY_NAMES) <= {c["policy"] for c in d["cells"]}
         for c in d["cells"]:
             lo, hi = c["accuracy"][1], c["accuracy"][2]
