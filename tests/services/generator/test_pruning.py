@@ -135,3 +135,40 @@ def test_the_reference_survives_the_wire() -> None:
     assert back.finished.std == pytest.approx(ref.std)
     assert RULE.threshold(back.finished) == pytest.approx(RULE.threshold(ref))
     assert reference_stats(0, 0.0, 0.0) == SuffStats()
+
+
+@pytest.mark.model
+async def test_llamacpp_behind_the_service_prunes_at_the_first_step_end(
+    serve: Any, log: Any
+) -> None:
+    """The packaged SmolLM2 behind the service: with a reference no prefix can reach (mean 1,
+    z 0) a sample stops at its first blank-line step end, reported pruned with that step's
+    tokens and its confidence as the prefix score."""
+    from optscale.engines.generation.llamacpp import Backend as Llama
+
+    llama = Llama("smollm2", n_ctx=1024, n_threads=2, max_k=4, max_tokens=512)
+    try:
+        prompt = (
+            "Solve step by step, one short paragraph per step: Tom has 3 apples and buys 4 "
+            "more. How many apples does he have?"
+        )
+        params = common_pb2.SamplingParams(max_tokens=48, seed=2)
+        plain = generator_pb2.GenerateRequest(question_id="q1", prompt=prompt, k=1, params=params)
+        servicer = GeneratorServicer(llama, log)
+        channel = await serve(
+            [SERVICE], lambda s: generator_pb2_grpc.add_GeneratorServicer_to_server(servicer, s)
+        )
+        stub = generator_pb2_grpc.GeneratorStub(channel)
+        (whole,) = [e.candidate async for e in stub.Generate(plain)]
+        assert len(whole.step_logprobs) > 1  # precondition: a step end before the end
+        judged = generator_pb2.GenerateRequest()
+        judged.CopyFrom(plain)
+        unreachable = PruneSpec(PrefixPruning(z=0.0), SuffStats.of([1.0, 1.0]))
+        judged.pruning.CopyFrom(prune_spec_to_pb(unreachable))
+        (cut,) = [e.candidate async for e in stub.Generate(judged)]
+    finally:
+        llama.close()
+    assert cut.finish_reason == common_pb2.FINISH_REASON_PRUNED and cut.answer == ""
+    assert whole.text.startswith(cut.text) and cut.completion_tokens < whole.completion_tokens
+    assert list(cut.step_logprobs) == pytest.approx(list(whole.step_logprobs[:1]))
+    assert cut.prefix_score == pytest.approx(math.exp(whole.step_logprobs[0]))
