@@ -2,7 +2,8 @@
 half, and per policy the dev-chosen parameters with the fewest dev tokens that reach each level.
 
     .venv/bin/python benchmarks/pareto_levels.py [--pools semi-calibrated,semi-noisy,...]
-        [--orders 20] [--cal-orders 4] [--bootstrap 1000] [--quick] [--json FILE]
+        [--policies asc,esc,...] [--orders 20] [--cal-orders 4] [--bootstrap 1000] [--quick]
+        [--json FILE]
 
 (``benchmarks/pareto.py`` runs the same and prints the same table after each pool's.)
 
@@ -16,7 +17,8 @@ accuracy (issue 18's second target).
 ``wsc``; the pool's three N_max for the others) crossed with the policy's stopping parameters
 (``asc``: threshold up to 0.999; ``esc``: window up to 16; ``optscale0`` / ``optscalet``: alpha
 x s_min; ``hybrid``: price 0 (no Bayesian stop), agreement threshold up to 0.9999, the bound's
-alpha / s_min or no bound, selection best score or weighted vote) — is replayed on the dev
+alpha / s_min or no bound, selection best score or weighted vote; ``bayes``: the price, with
+P(correct | score) fitted on the dev samples) — is replayed on the dev
 half; at each level the setting with the fewest dev served tokens whose dev accuracy reaches the
 level is chosen (ties: the more accurate). When none reaches it, the most accurate one is taken
 and marked "not reached on dev".
@@ -43,13 +45,17 @@ from pareto_common import CellData, Options, Tuned, load_pool, n_values, priors_
 from pareto_eval import evaluate
 from pareto_standings import bon_arrays
 
+from optscale.bayes import CorrectnessModel
+from optscale.calibrate import PRICE_GRID
 from optscale.policies import POLICY_NAMES
 from optscale.pools import Pool, split_pool
 
 LEVEL_NAMES: tuple[str, ...] = ("low", "middle", "high")
-# the per-question policies operating-point tuning covers (batch policies, the Bayesian stop
-# with its fitted P(correct | score), dsc_prior and mr_thinking keep pareto's own rows)
-LEVEL_POLICIES: tuple[str, ...] = ("sc", "wsc", "asc", "esc", "optscale0", "optscalet", "hybrid")
+# the per-question policies operating-point tuning covers (batch policies, dsc_prior and
+# mr_thinking keep pareto's own rows)
+LEVEL_POLICIES: tuple[str, ...] = (
+    "sc", "wsc", "asc", "esc", "optscale0", "optscalet", "hybrid", "bayes",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,7 @@ class LevelGrids:
     # (alpha, s_min) of the hybrid's bound; (0.5, 0.999) asks N* >= N_max: no bound stop
     hybrid_bounds: tuple[tuple[float, float], ...] = ((0.5, 0.999), (0.9, 0.95), (0.9, 0.98))
     hybrid_selects: tuple[str, ...] = ("best", "vote")
+    bayes_prices: tuple[float, ...] = PRICE_GRID
 
 
 QUICK_GRIDS = LevelGrids(
@@ -72,6 +79,7 @@ QUICK_GRIDS = LevelGrids(
     hybrid_thresholds=(0.99,),
     hybrid_bounds=((0.9, 0.95),),
     hybrid_selects=("best",),
+    bayes_prices=(1e-5, 1e-4),
 )
 
 
@@ -122,9 +130,14 @@ def dev_levels(dev_acc_k: np.ndarray, ks: Sequence[int]) -> tuple[float, ...]:
 
 
 def candidates(
-    policy: str, k_max: int, n_maxes: Sequence[int], g: LevelGrids
+    policy: str,
+    k_max: int,
+    n_maxes: Sequence[int],
+    g: LevelGrids,
+    p_correct: CorrectnessModel | None = None,
 ) -> list[tuple[int, dict[str, Any]]]:
-    """Every (N_max, options) setting of ``policy`` the dev half tries."""
+    """Every (N_max, options) setting of ``policy`` the dev half tries (``p_correct``: the
+    Bayesian stop's P(correct | score), fitted on the dev samples)."""
     if policy in ("sc", "wsc", "bon"):
         return [(k, {}) for k in (1, 2, 4, 8, 16, 32, 64) if k <= k_max]
     if policy == "asc":
@@ -141,6 +154,10 @@ def candidates(
             for a, s in g.hybrid_bounds
             for sel in g.hybrid_selects
         ]
+    if policy == "bayes":
+        if p_correct is None:
+            raise ValueError("bayes needs P(correct | score) fitted on dev")
+        return [(n, {"price": p, "p_correct": p_correct}) for n in n_maxes for p in g.bayes_prices]
     raise ValueError(f"no operating-point grid for policy {policy!r}")
 
 
@@ -194,9 +211,13 @@ def run_levels(
     chosen_policies = [p for p in LEVEL_POLICIES if p in policies and p in POLICY_NAMES]
     choices: list[Choice] = []
     counts: dict[str, int] = {}
+    pc = None
+    if "bayes" in chosen_policies:
+        samples = [s for q in dev.questions for s in q.samples]
+        pc = CorrectnessModel.fit([s.score for s in samples], [s.correct for s in samples])
     for p in chosen_policies:
         pts = []
-        for n, kw in candidates(p, k_max, ns, g):
+        for n, kw in candidates(p, k_max, ns, g, pc):
             c = _cell(dev, n, p, kw, pri, dev_o)
             pts.append((n, kw, float(c.acc.mean()), float(c.served.mean())))
         counts[p] = len(pts)
@@ -226,6 +247,8 @@ def setting(ch: Choice) -> str:
     if ch.policy == "hybrid":
         bound = "no bound" if kw["s_min"] >= 0.999 else f"a={kw['alpha']} s={kw['s_min']}"
         return f"N_max={ch.n_max} agr={kw['threshold']} {bound} {kw['select']}"
+    if ch.policy == "bayes":
+        return f"N_max={ch.n_max} price={kw['price']:g}"
     return f"N_max={ch.n_max} {kw}"
 
 
@@ -238,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--pools", default=",".join(POOLS), help=f"comma list of {', '.join(POOLS)}")
+    ap.add_argument("--policies", default=",".join(LEVEL_POLICIES), help="comma list")
     ap.add_argument("--orders", type=int, default=20, help="orders per test question")
     ap.add_argument("--cal-orders", type=int, default=4, help="orders per dev question")
     ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
@@ -249,6 +273,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     for k in keys:
         if k not in POOLS:
             ap.error(f"unknown pool {k!r} (one of {', '.join(POOLS)})")
+    policies = [p.strip() for p in a.policies.split(",") if p.strip()]
+    for p in policies:
+        if p not in LEVEL_POLICIES:
+            ap.error(f"unknown policy {p!r} (one of {', '.join(LEVEL_POLICIES)})")
     if a.quick:
         o, g, boot = Options(orders=2, cal_orders=1, seed=a.seed, questions=24), QUICK_GRIDS, 50
     else:
@@ -259,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     docs = []
     for k in keys:
-        r = run_levels(k, LEVEL_POLICIES, o, g)
+        r = run_levels(k, policies, o, g)
         docs.append(report_levels(load_pool(k, o), r, o, boot))
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)

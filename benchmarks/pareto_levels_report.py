@@ -18,6 +18,7 @@ averaged within a question first).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -190,7 +191,10 @@ def _row(ch: Choice, st: Any, diff: Interval, frac: Interval, k: int, ok: bool) 
         "level": ch.level,
         "policy": ch.policy,
         "n_max": ch.n_max,
-        "kwargs": ch.kwargs,
+        "kwargs": {
+            k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v  # type: ignore[arg-type]
+            for k, v in ch.kwargs.items()
+        },
         "dev_accuracy": ch.dev_acc,
         "dev_served_tokens": ch.dev_served,
         "reached_on_dev": ch.reached,

@@ -79,8 +79,16 @@ def test_candidates_cover_n_max_and_the_stopping_parameters(pl: ModuleType) -> N
     hyb = pl.candidates("hybrid", 64, (8, 16, 64), g)
     assert all(kw["price"] == 0.0 for _, kw in hyb)
     assert {kw["select"] for _, kw in hyb} == {"best", "vote"}
-    with pytest.raises(ValueError, match="no operating-point grid"):
+    with pytest.raises(ValueError, match="fitted on dev"):
         pl.candidates("bayes", 64, (8,), g)
+    from optscale.bayes import CorrectnessModel
+
+    pc = CorrectnessModel(-2.0, 5.0)
+    bayes = pl.candidates("bayes", 64, (8, 64), g, pc)
+    assert len(bayes) == 2 * len(g.bayes_prices)
+    assert all(kw["p_correct"] is pc for _, kw in bayes)
+    with pytest.raises(ValueError, match="no operating-point grid"):
+        pl.candidates("dsc_prior", 64, (8,), g)
 
 
 def test_reference_and_verdict(rep: ModuleType, pl: ModuleType) -> None:
@@ -108,12 +116,12 @@ def test_reference_and_verdict(rep: ModuleType, pl: ModuleType) -> None:
 def test_a_run_chooses_on_dev_and_reports_replay_s_test_numbers(pl: ModuleType) -> None:
     pc = _load("pareto_common")
     o = pc.Options(orders=2, cal_orders=1, questions=40)
-    r = pl.run_levels("semi-noisy", ["asc", "esc", "sc"], o, pl.QUICK_GRIDS)
+    r = pl.run_levels("semi-noisy", ["asc", "esc", "sc", "bayes"], o, pl.QUICK_GRIDS)
     assert [lv.name for lv in r.levels] == ["low", "middle", "high", "BoN@64"]
     assert [lv.k for lv in r.levels] == [4, 16, 64, 64]
     lows = [lv.dev_acc for lv in r.levels[:3]]
     assert lows == sorted(lows)
-    assert r.candidates == {"sc": 7, "asc": 6, "esc": 6}
+    assert r.candidates == {"sc": 7, "asc": 6, "esc": 6, "bayes": 6}
     pool = pc.load_pool("semi-noisy", o)
     dev, test = split_pool(pool)
     by_level = {lv.name: lv for lv in r.levels}
