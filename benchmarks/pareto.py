@@ -237,7 +237,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     jobs_list.sort(key=lambda kn: -kn[1] * len(pools[kn[0]].questions))
     results: dict[str, list[JobResult]] = {k: [] for k in keys}
     grids = QUICK_GRIDS if a.quick else None
-    level_keys = [] if a.no_levels or not set(LEVEL_POLICIES) & set(policies) else keys
+    level_keys = [] if a.no_levels or not set(LEVEL_POLICIES) & set(policies) else list(keys)
+    for k in [k for k in level_keys if max(n_values(pools[k])) < 8]:
+        print(f"   [{k}: fewer than 8 samples per question, no operating points]", file=sys.stderr)
+        level_keys.remove(k)
     levels: dict[str, LevelsResult] = {}
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as ex:
