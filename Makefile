@@ -17,7 +17,7 @@ setup-vllm:
 # half (benchmarks/data/embedded-default.json; tests/optscale/test_main_job.py keeps them equal).
 run: setup
 	$(PY) -m optscale solve --dataset gsm8k --offset 1300 --limit 10 --policy wsc --n-max 4 \
-		--aggregation last --out runs/solve.jsonl
+		--aggregation min --out runs/solve.jsonl
 
 # Replay every stopping policy on the shared scored-sample file (Table-1 layout, seconds).
 replay: setup
