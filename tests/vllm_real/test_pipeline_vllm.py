@@ -4,8 +4,8 @@ and the verifier on vLLM's real pooling runner (the tiny random Qwen2 PRM).
 
 Two engines run at once here (the pipeline needs both); this is the only module that does.
 Questions under OptScale^0 are answered with the PRM's scores; a question under adaptive
-consistency in batches of 4 stops on agreeing answers while samples are still decoding, and
-the stop aborts those in the generator's engine."""
+consistency with 8 samples in flight stops on its first answer while samples are still
+decoding, and the stop aborts those in the generator's engine."""
 
 from __future__ import annotations
 
@@ -113,7 +113,10 @@ async def test_questions_answered_and_a_stop_aborts_in_engine(
     async with LocalPipeline(f"127.0.0.1:{broker.port}", url, generator, verifier) as p:
         assert p.store is not None and p.generator is not None
         await submit(p, SCORED, "optscale0", 6)
-        await submit(p, AGREE, "asc", 8, batch=4, threshold=0.7)
+        # adaptive consistency with 8 samples in flight and threshold 0.5 stops at the first
+        # scored sample with an answer, while the others still decode (with batch 4 and 0.7 a
+        # run whose answers disagreed used all 8 samples, each finished before the stop)
+        await submit(p, AGREE, "asc", 16, batch=8, threshold=0.5)
         ids = set(SCORED) | set(AGREE)
         results = await p.results(ids, "t-results-vllm", wait_s=600)
         assert sorted(r.question_id for r in results) == sorted(ids)  # exactly one each
@@ -122,7 +125,7 @@ async def test_questions_answered_and_a_stop_aborts_in_engine(
             assert r.status == events_pb2.RESULT_STATUS_DONE, r
             sq = await p.store.get(r.question_id)
             assert sq is not None and sq.status == "done"
-            assert 1 <= r.samples_used == sq.n_scored <= (6 if r.question_id in SCORED else 8)
+            assert 1 <= r.samples_used == sq.n_scored <= (6 if r.question_id in SCORED else 16)
             scores += [o.score for o in sq.observations]
             if r.question_id in SCORED:
                 best = max(sq.observations, key=lambda o: o.score)
