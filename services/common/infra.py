@@ -150,3 +150,28 @@ def start_redis(
     proc = subprocess.Popen(args, stdout=out, stderr=out)
     _wait_port(port, proc, "redis-server")
     return Proc("redis", port, proc)
+
+
+def start_redis_cluster(data_dir: Path, timeout_s: float = 20.0) -> Proc:
+    """A one-node Redis Cluster (cluster mode on, all 16384 slots on this node), returned once
+    the cluster reports ``cluster_state:ok``: it refuses a script whose keys are in different
+    hash slots, as a real cluster does."""
+    import redis
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    p = start_redis(
+        extra=[
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(data_dir / "nodes.conf"),
+            "--dir", str(data_dir),
+        ]
+    )
+    with redis.Redis(port=p.port) as r:
+        r.execute_command("CLUSTER", "ADDSLOTS", *range(16384))
+        deadline = time.monotonic() + timeout_s
+        while b"cluster_state:ok" not in r.execute_command("CLUSTER", "INFO"):
+            if time.monotonic() >= deadline:
+                p.stop()
+                raise RuntimeError(f"the one-node Redis cluster on :{p.port} did not become ok")
+            time.sleep(0.05)
+    return p

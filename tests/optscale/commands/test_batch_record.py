@@ -7,7 +7,6 @@ Also the submit side: every event carries the batch id; a given id is checked.""
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -24,31 +23,13 @@ from optscale.commands._batch_record import (
 )
 from optscale.errors import BackendUnavailableError, InvalidArgumentError
 from optscale.types import Question
-from services.common.infra import Proc, free_port, start_redis
+from services.common.infra import free_port, start_redis_cluster
 
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A one-node Redis Cluster (refuses a script whose keys are in different slots)."""
-    import redis
-
-    d = tmp_path_factory.mktemp("redis-cluster")
-    p: Proc = start_redis(
-        extra=[
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            str(d / "nodes.conf"),
-            "--dir",
-            str(d),
-        ]
-    )
-    with redis.Redis(port=p.port) as r:
-        r.execute_command("CLUSTER", "ADDSLOTS", *range(16384))
-        deadline = time.monotonic() + 20
-        while b"cluster_state:ok" not in r.execute_command("CLUSTER", "INFO"):
-            assert time.monotonic() < deadline, "the one-node cluster did not become ok"
-            time.sleep(0.05)
+    p = start_redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
     yield f"redis://127.0.0.1:{p.port}/0"
     p.stop()
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from optscale.memory import InMemoryStateStore
-from services.common.infra import Proc, start_redis
+from services.common.infra import Proc, start_redis, start_redis_cluster
 
 
 @pytest.fixture(scope="module")
@@ -25,19 +25,7 @@ def redis_proc() -> Iterator[Proc]:
 @pytest.fixture(scope="module")
 def redis_cluster_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     """A one-node Redis Cluster: cluster mode on, all 16384 slots on this node."""
-    import time
-
-    import redis
-
-    d = tmp_path_factory.mktemp("redis-cluster")
-    p = start_redis(extra=["--cluster-enabled", "yes", "--cluster-config-file",
-                           str(d / "nodes.conf"), "--dir", str(d)])
-    with redis.Redis(port=p.port) as r:
-        r.execute_command("CLUSTER", "ADDSLOTS", *range(16384))
-        deadline = time.monotonic() + 20
-        while b"cluster_state:ok" not in r.execute_command("CLUSTER", "INFO"):
-            assert time.monotonic() < deadline, "the one-node cluster did not become ok"
-            time.sleep(0.05)
+    p = start_redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
     yield p
     p.stop()
 
